@@ -8,6 +8,7 @@
 pub mod acceptor;
 pub mod config;
 pub mod learner;
+pub mod loopback;
 pub mod message;
 pub mod range_set;
 pub mod record;

@@ -555,6 +555,9 @@ impl Core {
     }
 
     fn propose_value(&mut self, value: Value, replaces: Option<Slot>) {
+        // Own slots below the apply point are decided (no-op, since we never proposed
+        // there) and may be compacted: never propose below it.
+        self.skip_to(self.learner.next_apply());
         let slot = first_lane_slot_at_or_after(self.id, self.frontier, self.n());
         let ballot = Ballot::owner(self.id);
         let taken = self.acceptor.accept(slot, ballot, &value);
