@@ -32,11 +32,15 @@ pub struct Learner {
     /// Per lane, slots its owner declared no-op (skips); only that lane's slots count.
     lane_noops: Vec<RangeSet>,
     undecided: BTreeMap<Slot, SlotVotes>,
+    /// Votes and values further than this above the apply point are not kept: a
+    /// replica that far behind catches up by fetching, not by remembering votes.
+    max_ahead_slots: u64,
 }
 
 impl Learner {
-    pub fn new(n: usize) -> Learner {
+    pub fn new(n: usize, max_ahead_slots: u64) -> Learner {
         Learner {
+            max_ahead_slots,
             n,
             majority: n / 2 + 1,
             next_apply: 0,
@@ -98,7 +102,10 @@ impl Learner {
     }
 
     fn ignores(&self, slot: Slot) -> bool {
-        slot < self.next_apply || slot < self.log_start || self.is_decided(slot)
+        slot < self.next_apply
+            || slot < self.log_start
+            || slot >= self.next_apply.saturating_add(self.max_ahead_slots)
+            || self.is_decided(slot)
     }
 
     /// The value a ballot carries in a slot (from an Accept, or a no-op Accepted).
@@ -177,7 +184,10 @@ impl Learner {
 
     /// A decision reported by a peer, or reached here.
     pub fn decide(&mut self, slot: Slot, value: Value) {
-        if slot < self.next_apply || slot < self.log_start {
+        if slot < self.next_apply
+            || slot < self.log_start
+            || slot >= self.next_apply.saturating_add(self.max_ahead_slots)
+        {
             return;
         }
         if let Some(held) = self.decided_value(slot) {
@@ -275,7 +285,7 @@ mod tests {
 
     #[test]
     fn decides_on_majority_and_applies_in_order() {
-        let mut learner = Learner::new(3);
+        let mut learner = Learner::new(3, 1_000);
         let b0 = Ballot::owner(1);
         learner.note_proposal(1, b0, &batch(1));
         learner.note_vote(1, b0, 1);
@@ -295,7 +305,7 @@ mod tests {
 
     #[test]
     fn votes_before_value_wait_for_it() {
-        let mut learner = Learner::new(3);
+        let mut learner = Learner::new(3, 1_000);
         let b = Ballot {
             round: 1,
             replica: 2,
@@ -308,16 +318,30 @@ mod tests {
     }
 
     #[test]
+    fn votes_far_ahead_of_the_apply_point_are_not_kept() {
+        let mut learner = Learner::new(3, 10);
+        let b0 = Ballot::owner(2);
+        learner.note_proposal(11, b0, &batch(1));
+        learner.note_vote(11, b0, 1);
+        learner.note_vote(11, b0, 2);
+        assert!(!learner.is_decided(11));
+        learner.note_proposal(8, b0, &batch(2));
+        learner.note_vote(8, b0, 1);
+        learner.note_vote(8, b0, 2);
+        assert!(learner.is_decided(8));
+    }
+
+    #[test]
     #[should_panic(expected = "decided twice")]
     fn conflicting_decisions_are_caught() {
-        let mut learner = Learner::new(3);
+        let mut learner = Learner::new(3, 1_000);
         learner.decide(4, batch(1));
         learner.decide(4, batch(2));
     }
 
     #[test]
     fn fetch_window_respects_byte_limit() {
-        let mut learner = Learner::new(3);
+        let mut learner = Learner::new(3, 1_000);
         for slot in 0..10 {
             learner.decide(slot, batch(slot));
         }

@@ -143,7 +143,7 @@ impl Core {
         let n = cfg.replicas;
         Core {
             acceptor: Acceptor::new(n),
-            learner: Learner::new(n),
+            learner: Learner::new(n, cfg.max_log_slots),
             frontier: 0,
             last_proposed: None,
             noop_from: 0,
