@@ -1,4 +1,8 @@
-//! Synod's orderer: the leaderless consensus core and its deterministic simulator.
+//! Synod's orderer: the leaderless consensus core, its deterministic simulator, and the
+//! node around it (durable store, consensus loop, hosted channels).
 
+pub mod codec;
 pub mod core;
+pub mod node;
 pub mod sim;
+pub mod storage;

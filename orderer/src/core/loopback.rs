@@ -111,7 +111,7 @@ impl Loopback {
         let durable = &mut self.durable[id as usize];
         for record in ready.persist {
             if let Record::Compact { below } = record {
-                durable.retain(|r| r.slot_bound().is_none_or(|s| s >= below));
+                durable.retain(|r| r.slot_bound() >= below);
             }
             durable.push(record);
         }

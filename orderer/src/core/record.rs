@@ -38,15 +38,17 @@ pub enum Record {
 
 impl Record {
     /// The highest slot a record is about: storage may drop it once that slot is below
-    /// the latest compaction point. `None` for the compaction point itself.
-    pub fn slot_bound(&self) -> Option<Slot> {
+    /// the latest compaction point.
+    pub fn slot_bound(&self) -> Slot {
         match self {
-            Record::Promise { to, .. } => Some(to.saturating_sub(1)),
-            Record::Accept { slot, .. } | Record::OwnProposal { slot, .. } => Some(*slot),
+            Record::Promise { to, .. } => to.saturating_sub(1),
+            Record::Accept { slot, .. } | Record::OwnProposal { slot, .. } => *slot,
             // A frontier below the compaction point says nothing a restarted replica
             // needs: it never proposes below its log start anyway.
-            Record::Frontier { frontier } => Some(frontier.saturating_sub(1)),
-            Record::Compact { .. } => None,
+            Record::Frontier { frontier } => frontier.saturating_sub(1),
+            // The newest compaction point must survive (restore starts from it); an
+            // older one is dropped by the next compaction.
+            Record::Compact { below } => *below,
         }
     }
 }

@@ -342,8 +342,7 @@ impl World {
         };
         for record in ready.persist {
             if let Record::Compact { below } = record {
-                node.durable
-                    .retain(|r| r.slot_bound().is_none_or(|s| s >= below));
+                node.durable.retain(|r| r.slot_bound() >= below);
             }
             node.durable.push(record);
         }

@@ -1,0 +1,326 @@
+//! Hosts the node's channels on the ordered log: applies channel commands to each
+//! channel's ledger, stores the blocks it cuts and the state needed to resume (chain
+//! tip, envelopes pending in the cutter) in the same write as the apply point, and
+//! proposes Time-To-Cut when a pending batch has waited `BatchTimeout`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use channel::genesis::{config_from_pb, config_to_pb};
+use channel::{BatchConfig, ChainTip, ChannelCommand, Ledger, genesis_block};
+use proto::prost::Message as _;
+use proto::synod::channel::ChannelConfig;
+
+use crate::core::{Command, Slot, Tag, Value};
+use crate::node::runtime::Application;
+use crate::storage::{Store, StoreError, Table, WriteSet};
+
+const TIP_PREFIX: &[u8] = b"tip/";
+const PENDING_PREFIX: &[u8] = b"pending/";
+
+/// Key of block `number` of `channel` in `Table::Blocks`: ordered by channel, then
+/// number, so a scan from a block onwards reads the chain in order.
+pub fn block_key(channel: &str, number: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(channel.len() + 9);
+    key.extend_from_slice(channel.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
+
+fn tip_key(channel: &str) -> Vec<u8> {
+    [TIP_PREFIX, channel.as_bytes()].concat()
+}
+
+fn pending_key(channel: &str, index: u32) -> Vec<u8> {
+    let mut key = [PENDING_PREFIX, channel.as_bytes(), b"\0"].concat();
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The stored form of a channel's resume point: tip and configuration.
+fn encode_tip(tip: &ChainTip, config: &BatchConfig) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&tip.height.to_be_bytes());
+    out.extend_from_slice(&tip.last_config.to_be_bytes());
+    out.push(tip.last_hash.len() as u8);
+    out.extend_from_slice(&tip.last_hash);
+    out.extend_from_slice(&config_to_pb(config).encode_to_vec());
+    out
+}
+
+fn decode_tip(bytes: &[u8]) -> Result<(ChainTip, BatchConfig), String> {
+    let too_short = || "channel tip record is truncated".to_string();
+    let height = u64::from_be_bytes(bytes.get(0..8).ok_or_else(too_short)?.try_into().unwrap());
+    let last_config =
+        u64::from_be_bytes(bytes.get(8..16).ok_or_else(too_short)?.try_into().unwrap());
+    let hash_len = *bytes.get(16).ok_or_else(too_short)? as usize;
+    let last_hash = bytes.get(17..17 + hash_len).ok_or_else(too_short)?.to_vec();
+    let config = ChannelConfig::decode(&bytes[17 + hash_len..]).map_err(|e| e.to_string())?;
+    Ok((
+        ChainTip {
+            height,
+            last_hash,
+            last_config,
+        },
+        config_from_pb(&config)?,
+    ))
+}
+
+struct Hosted {
+    ledger: Ledger,
+    /// Pending envelopes as stored (keys `0..persisted_pending`).
+    persisted_pending: u32,
+    /// When the current pending batch started waiting (local clock), and whether a
+    /// Time-To-Cut was already proposed for it.
+    pending_since_ms: Option<u64>,
+    time_to_cut_sent_ms: Option<u64>,
+}
+
+/// Counters for operators and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    pub blocks: u64,
+    pub envelopes: u64,
+    /// Commands that did not decode; a correct replica never proposes one.
+    pub malformed_commands: u64,
+    /// Commands for a channel this node does not have.
+    pub unknown_channel_commands: u64,
+}
+
+pub struct ChannelHost {
+    store: Arc<Store>,
+    channels: BTreeMap<String, Hosted>,
+    now_ms: u64,
+    /// Blocks written by the last `apply` calls, per channel: (channel, height).
+    new_heights: Vec<(String, u64)>,
+    stats: ChannelStats,
+}
+
+impl ChannelHost {
+    /// Loads every channel's resume point from the store.
+    pub fn load(store: Arc<Store>) -> Result<ChannelHost, StoreError> {
+        let mut channels = BTreeMap::new();
+        let mut from = TIP_PREFIX.to_vec();
+        loop {
+            let page = store.scan(Table::ChannelMeta, &from, 1_000)?;
+            for (key, value) in &page.entries {
+                let Some(name) = key.strip_prefix(TIP_PREFIX) else {
+                    break;
+                };
+                let name = String::from_utf8_lossy(name).into_owned();
+                let (tip, config) = decode_tip(value).map_err(|why| StoreError::Corrupt {
+                    path: store.path().to_path_buf(),
+                    what: format!("channel {name}: {why}"),
+                })?;
+                let mut pending = Vec::new();
+                let mut index = 0u32;
+                while let Some(envelope) =
+                    store.get(Table::ChannelMeta, &pending_key(&name, index))?
+                {
+                    pending.push(Bytes::from(envelope));
+                    index += 1;
+                }
+                let ledger = Ledger::new(name.clone(), config, tip, pending);
+                channels.insert(
+                    name,
+                    Hosted {
+                        ledger,
+                        persisted_pending: index,
+                        pending_since_ms: None,
+                        time_to_cut_sent_ms: None,
+                    },
+                );
+            }
+            match page.next_key {
+                Some(next) if next.starts_with(TIP_PREFIX) => from = next,
+                _ => break,
+            }
+        }
+        Ok(ChannelHost {
+            store,
+            channels,
+            now_ms: 0,
+            new_heights: Vec::new(),
+            stats: ChannelStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> &ChannelStats {
+        &self.stats
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Channel names and heights.
+    pub fn channels(&self) -> Vec<(String, u64)> {
+        self.channels
+            .iter()
+            .map(|(name, hosted)| (name.clone(), hosted.ledger.tip().height))
+            .collect()
+    }
+
+    /// Heights that changed since the last call (for Deliver cursors).
+    pub fn take_new_heights(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.new_heights)
+    }
+
+    fn create(&mut self, name: &str, config: BatchConfig, write: &mut WriteSet) {
+        if self.channels.contains_key(name) {
+            return;
+        }
+        let (block, tip) = genesis_block(name, &config);
+        write
+            .puts
+            .push((Table::Blocks, block_key(name, 0), block.encode_to_vec()));
+        write
+            .puts
+            .push((Table::ChannelMeta, tip_key(name), encode_tip(&tip, &config)));
+        self.new_heights.push((name.to_string(), tip.height));
+        self.stats.blocks += 1;
+        self.channels.insert(
+            name.to_string(),
+            Hosted {
+                ledger: Ledger::new(name.to_string(), config, tip, Vec::new()),
+                persisted_pending: 0,
+                pending_since_ms: None,
+                time_to_cut_sent_ms: None,
+            },
+        );
+    }
+
+    fn apply_command(&mut self, name: &str, command: ChannelCommand, write: &mut WriteSet) {
+        if let ChannelCommand::Create { config } = command {
+            self.create(name, config, write);
+            return;
+        }
+        let now_ms = self.now_ms;
+        let Some(hosted) = self.channels.get_mut(name) else {
+            self.stats.unknown_channel_commands += 1;
+            return;
+        };
+        if matches!(command, ChannelCommand::Envelope { .. }) {
+            self.stats.envelopes += 1;
+        }
+        let applied = hosted.ledger.apply(command);
+        let cut = !applied.blocks.is_empty();
+        for block in &applied.blocks {
+            let number = block.header.as_ref().map_or(0, |h| h.number);
+            write.puts.push((
+                Table::Blocks,
+                block_key(name, number),
+                block.encode_to_vec(),
+            ));
+            self.stats.blocks += 1;
+        }
+        // Pending envelopes are stored one key each: appended as they arrive, all
+        // dropped when a block is cut.
+        let pending = hosted.ledger.pending();
+        let keep = if cut { 0 } else { hosted.persisted_pending };
+        for index in keep..hosted.persisted_pending {
+            write
+                .deletes
+                .push((Table::ChannelMeta, pending_key(name, index)));
+        }
+        for (index, envelope) in pending.iter().enumerate().skip(keep as usize) {
+            write.puts.push((
+                Table::ChannelMeta,
+                pending_key(name, index as u32),
+                envelope.to_vec(),
+            ));
+        }
+        hosted.persisted_pending = pending.len() as u32;
+        if cut {
+            let tip = hosted.ledger.tip();
+            write.puts.push((
+                Table::ChannelMeta,
+                tip_key(name),
+                encode_tip(tip, hosted.ledger.batch_config()),
+            ));
+            self.new_heights.push((name.to_string(), tip.height));
+            hosted.pending_since_ms = None;
+            hosted.time_to_cut_sent_ms = None;
+        }
+        if applied.pending && hosted.pending_since_ms.is_none() {
+            hosted.pending_since_ms = Some(now_ms);
+        }
+    }
+
+    /// Time-To-Cut commands due at `now_ms`: one per channel whose pending batch has
+    /// waited its batch timeout (again after another timeout if it is still pending,
+    /// in case the first was lost with a crashed replica).
+    pub fn due_time_to_cut(&mut self, now_ms: u64) -> Vec<Command> {
+        self.now_ms = now_ms;
+        let mut due = Vec::new();
+        for (name, hosted) in &mut self.channels {
+            let Some(since) = hosted.pending_since_ms else {
+                continue;
+            };
+            let timeout = hosted.ledger.batch_config().batch_timeout_ms;
+            let last = hosted.time_to_cut_sent_ms.unwrap_or(since);
+            if now_ms >= last + timeout {
+                hosted.time_to_cut_sent_ms = Some(now_ms);
+                due.push(Command {
+                    tag: Tag::Channel(name.clone()),
+                    payload: ChannelCommand::TimeToCut {
+                        block_number: hosted.ledger.tip().height,
+                    }
+                    .encode(),
+                });
+            }
+        }
+        due
+    }
+}
+
+impl Application for ChannelHost {
+    fn apply(&mut self, _slot: Slot, value: &Value, write: &mut WriteSet) {
+        let Value::Batch(batch) = value else {
+            return;
+        };
+        for command in &batch.commands {
+            let Tag::Channel(name) = &command.tag else {
+                continue;
+            };
+            match ChannelCommand::decode(&command.payload) {
+                Ok(channel_command) => self.apply_command(name, channel_command, write),
+                Err(_) => self.stats.malformed_commands += 1,
+            }
+        }
+    }
+
+    fn committed(&mut self) {}
+
+    fn abandoned(&mut self, _commands: Vec<Command>) {}
+
+    fn due_commands(&mut self, now_ms: u64) -> Vec<Command> {
+        self.due_time_to_cut(now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tips_round_trip_and_truncation_is_an_error() {
+        let tip = ChainTip {
+            height: 9,
+            last_hash: vec![3; 32],
+            last_config: 4,
+        };
+        let config = BatchConfig::default();
+        let bytes = encode_tip(&tip, &config);
+        assert_eq!(decode_tip(&bytes), Ok((tip, config)));
+        assert!(decode_tip(&bytes[..20]).is_err());
+    }
+
+    #[test]
+    fn block_keys_sort_by_channel_then_number() {
+        assert!(block_key("a", 255) < block_key("a", 256));
+        assert!(block_key("a", u64::MAX) < block_key("ab", 0));
+    }
+}

@@ -1,0 +1,239 @@
+//! The node's consensus loop: one thread owns the core, the store and the
+//! applications. Each iteration takes every queued input (up to a limit), lets the core
+//! react, and carries out its `Ready` with exactly one synced write: the core's records
+//! and the applications' changes for the slots it applies, atomically, before any
+//! message leaves and before any client hears an answer (group commit).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::codec::{DecodeError, decode_record, encode_record};
+use crate::core::{Command, Config, Core, Message, ProposeError, Record, ReplicaId, Slot, Value};
+use crate::storage::{RecordBytes, Store, StoreError, WriteSet};
+
+/// Inputs queued for the loop; bounded, so a flood of clients or peers cannot grow
+/// memory without limit.
+pub const INBOX_CAPACITY: usize = 16_384;
+
+/// Inputs handled before one write: bounds the latency one write adds to the first.
+const MAX_INPUTS_PER_WRITE: usize = 4_096;
+
+/// Outgoing side of the replica transport. `send` must not block the loop: a full
+/// queue drops messages (the core retransmits what matters).
+pub trait Transport: Send {
+    fn send(&mut self, to: ReplicaId, messages: Vec<Message>);
+}
+
+/// What the ordered log feeds: channels, the notary.
+pub trait Application: Send {
+    /// Applies one decided slot; durable changes go into `write`, which is committed
+    /// atomically with the new apply point.
+    fn apply(&mut self, slot: Slot, value: &Value, write: &mut WriteSet);
+    /// Everything applied so far is durable: answers that waited for it may go out.
+    fn committed(&mut self);
+    /// Commands this replica gave up on; their clients must be told to retry.
+    fn abandoned(&mut self, commands: Vec<Command>);
+    /// Commands the application itself wants ordered now (e.g. Time-To-Cut).
+    fn due_commands(&mut self, now_ms: u64) -> Vec<Command>;
+}
+
+pub enum Input {
+    Peer(Message),
+    /// A client command, answered once the core queued or refused it.
+    Propose {
+        command: Command,
+        answer: SyncSender<Result<(), ProposeError>>,
+    },
+    Stop,
+}
+
+#[derive(Debug)]
+pub enum RuntimeError {
+    Store(StoreError),
+    /// A stored record did not decode: the log is corrupt, refuse to run on it.
+    CorruptLog(DecodeError),
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeError::Store(e) => write!(f, "store: {e}"),
+            RuntimeError::CorruptLog(e) => write!(f, "write-ahead log: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+impl From<StoreError> for RuntimeError {
+    fn from(e: StoreError) -> Self {
+        RuntimeError::Store(e)
+    }
+}
+
+/// Wall-clock microseconds: batches carry the proposer's clock in milliseconds, from
+/// which applications derive the log's agreed time.
+pub fn wall_clock_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Counters for the operations endpoint and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    pub writes: u64,
+    pub inputs: u64,
+    pub applied_slots: u64,
+    /// Times the core asked for a snapshot (state transfer).
+    pub snapshot_requests: u64,
+}
+
+pub struct Runtime<A: Application, T: Transport> {
+    core: Core,
+    store: Arc<Store>,
+    app: A,
+    transport: T,
+    inbox: Receiver<Input>,
+    stats: RuntimeStats,
+}
+
+impl<A: Application, T: Transport> Runtime<A, T> {
+    /// Rebuilds the core from the store (empty for a new node).
+    pub fn open(
+        cfg: Config,
+        id: ReplicaId,
+        store: Arc<Store>,
+        app: A,
+        transport: T,
+        inbox: Receiver<Input>,
+    ) -> Result<Self, RuntimeError> {
+        let recovered = store.recover()?;
+        let records = recovered
+            .records
+            .iter()
+            .map(|bytes| decode_record(bytes))
+            .collect::<Result<Vec<Record>, DecodeError>>()
+            .map_err(RuntimeError::CorruptLog)?;
+        let core = Core::restore(cfg, id, &records, recovered.applied_upto, wall_clock_us());
+        Ok(Runtime {
+            core,
+            store,
+            app,
+            transport,
+            inbox,
+            stats: RuntimeStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> &RuntimeStats {
+        &self.stats
+    }
+
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Runs until `Input::Stop`, the inbox closing, or a store failure (after which the
+    /// node must stop: it can no longer promise durability).
+    pub fn run(mut self) -> Result<(Self, RuntimeStats), RuntimeError> {
+        // Whatever restore left to do (retransmissions, own-lane noops) goes out first.
+        self.flush()?;
+        loop {
+            let now = wall_clock_us();
+            let wait = Duration::from_micros(self.core.next_deadline_us().saturating_sub(now));
+            let mut stop = false;
+            match self.inbox.recv_timeout(wait) {
+                Ok(input) => stop |= self.handle(input),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            for _ in 0..MAX_INPUTS_PER_WRITE {
+                match self.inbox.try_recv() {
+                    Ok(input) => stop |= self.handle(input),
+                    Err(_) => break,
+                }
+            }
+            let now = wall_clock_us();
+            for command in self.app.due_commands(now / 1000) {
+                // A full queue refuses it; the application asks again after its timeout.
+                let _ = self.core.propose(now, command);
+            }
+            self.core.tick(now);
+            self.flush()?;
+            if stop {
+                let stats = self.stats.clone();
+                return Ok((self, stats));
+            }
+        }
+    }
+
+    /// Returns true on `Stop`.
+    fn handle(&mut self, input: Input) -> bool {
+        self.stats.inputs += 1;
+        match input {
+            Input::Peer(message) => self.core.step(wall_clock_us(), message),
+            Input::Propose { command, answer } => {
+                let result = self.core.propose(wall_clock_us(), command);
+                // The client may have gone away; nothing to do then.
+                let _ = answer.try_send(result);
+            }
+            Input::Stop => return true,
+        }
+        false
+    }
+
+    /// Carries out the core's `Ready`: one synced write, then messages and answers.
+    fn flush(&mut self) -> Result<(), RuntimeError> {
+        if !self.core.has_ready() {
+            return Ok(());
+        }
+        let ready = self.core.take_ready();
+        let mut write = WriteSet::default();
+        for record in &ready.persist {
+            if let Record::Compact { below } = record {
+                write.compact_below = Some(*below);
+            }
+            write.records.push(RecordBytes {
+                slot_bound: Some(record.slot_bound()),
+                bytes: encode_record(record),
+            });
+        }
+        for (slot, value) in &ready.apply {
+            self.app.apply(*slot, value, &mut write);
+        }
+        if let Some((last, _)) = ready.apply.last() {
+            write.applied_upto = Some(last + 1);
+            self.stats.applied_slots += ready.apply.len() as u64;
+        }
+        if !write.is_empty() {
+            self.store.commit(write)?;
+            self.stats.writes += 1;
+        }
+        let mut by_peer: BTreeMap<ReplicaId, Vec<Message>> = BTreeMap::new();
+        for (to, message) in ready.messages {
+            by_peer.entry(to).or_default().push(message);
+        }
+        for (to, messages) in by_peer {
+            self.transport.send(to, messages);
+        }
+        self.app.committed();
+        if !ready.abandoned.is_empty() {
+            self.app.abandoned(ready.abandoned);
+        }
+        if ready.snapshot_needed.is_some() {
+            self.stats.snapshot_requests += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Queues `input` without blocking; `false` if the loop is overloaded or gone.
+pub fn offer(inbox: &SyncSender<Input>, input: Input) -> bool {
+    match inbox.try_send(input) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+    }
+}
