@@ -97,6 +97,7 @@ mod tests {
         let mut ledger = Ledger::new("demo".into(), config, tip, Vec::new());
         let applied = ledger.apply(ChannelCommand::Envelope {
             bytes: Bytes::from_static(b"tx"),
+            tx_id: "t1".into(),
             is_config: false,
         });
         assert!(applied.blocks.is_empty());

@@ -29,8 +29,13 @@ pub struct ChainTip {
 /// A command of the ordered log addressed to a channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelCommand {
-    /// A marshaled `common.Envelope`, validated at Broadcast.
-    Envelope { bytes: Bytes, is_config: bool },
+    /// A marshaled `common.Envelope`, validated at Broadcast, with its transaction id
+    /// (applications drop a second envelope with the same id).
+    Envelope {
+        bytes: Bytes,
+        tx_id: String,
+        is_config: bool,
+    },
     /// Some replica's batch timer fired for the batch that would become `block_number`.
     TimeToCut { block_number: u64 },
     /// Creates the channel with its genesis block (ignored if it exists).
@@ -43,6 +48,7 @@ pub enum CommandError {
     UnknownKind(u8),
     Truncated,
     BadConfig(String),
+    BadTxId,
 }
 
 impl std::fmt::Display for CommandError {
@@ -52,11 +58,15 @@ impl std::fmt::Display for CommandError {
             CommandError::UnknownKind(kind) => write!(f, "unknown channel command kind {kind}"),
             CommandError::Truncated => write!(f, "truncated time-to-cut command"),
             CommandError::BadConfig(why) => write!(f, "bad channel configuration: {why}"),
+            CommandError::BadTxId => write!(f, "malformed transaction id in channel command"),
         }
     }
 }
 
 impl std::error::Error for CommandError {}
+
+/// Fabric's tx ids are 64 hex characters; anything much longer is not one.
+pub const MAX_TX_ID_BYTES: usize = 255;
 
 const KIND_ENVELOPE: u8 = 1;
 const KIND_CONFIG_ENVELOPE: u8 = 2;
@@ -64,18 +74,29 @@ const KIND_TIME_TO_CUT: u8 = 3;
 const KIND_CREATE: u8 = 4;
 
 impl ChannelCommand {
-    /// The payload carried in the log: one kind byte, then the envelope or the block
-    /// number (big-endian).
+    /// The payload carried in the log: one kind byte, then for an envelope the length
+    /// of its tx id (one byte), the tx id and the envelope; for Time-To-Cut the block
+    /// number (big-endian); for Create the configuration.
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::new();
         match self {
-            ChannelCommand::Envelope { bytes, is_config } => {
-                out.reserve(1 + bytes.len());
+            ChannelCommand::Envelope {
+                bytes,
+                tx_id,
+                is_config,
+            } => {
+                assert!(
+                    tx_id.len() <= MAX_TX_ID_BYTES,
+                    "tx id longer than {MAX_TX_ID_BYTES} bytes"
+                );
+                out.reserve(2 + tx_id.len() + bytes.len());
                 out.push(if *is_config {
                     KIND_CONFIG_ENVELOPE
                 } else {
                     KIND_ENVELOPE
                 });
+                out.push(tx_id.len() as u8);
+                out.extend_from_slice(tx_id.as_bytes());
                 out.extend_from_slice(bytes);
             }
             ChannelCommand::TimeToCut { block_number } => {
@@ -93,10 +114,17 @@ impl ChannelCommand {
     pub fn decode(payload: &Bytes) -> Result<ChannelCommand, CommandError> {
         let (&kind, rest) = payload.split_first().ok_or(CommandError::Empty)?;
         match kind {
-            KIND_ENVELOPE | KIND_CONFIG_ENVELOPE => Ok(ChannelCommand::Envelope {
-                bytes: payload.slice(1..),
-                is_config: kind == KIND_CONFIG_ENVELOPE,
-            }),
+            KIND_ENVELOPE | KIND_CONFIG_ENVELOPE => {
+                let (&length, _) = rest.split_first().ok_or(CommandError::Truncated)?;
+                let end = 2 + length as usize;
+                let tx_id = payload.get(2..end).ok_or(CommandError::Truncated)?;
+                let tx_id = std::str::from_utf8(tx_id).map_err(|_| CommandError::BadTxId)?;
+                Ok(ChannelCommand::Envelope {
+                    tx_id: tx_id.to_string(),
+                    bytes: payload.slice(end..),
+                    is_config: kind == KIND_CONFIG_ENVELOPE,
+                })
+            }
             KIND_TIME_TO_CUT => {
                 let number: [u8; 8] = rest.try_into().map_err(|_| CommandError::Truncated)?;
                 Ok(ChannelCommand::TimeToCut {
@@ -182,7 +210,9 @@ impl Ledger {
     pub fn apply(&mut self, command: ChannelCommand) -> Applied {
         let mut applied = Applied::default();
         match command {
-            ChannelCommand::Envelope { bytes, is_config } => {
+            ChannelCommand::Envelope {
+                bytes, is_config, ..
+            } => {
                 if is_config {
                     // A config envelope always gets a block of its own.
                     let pending = self.cutter.cut();
@@ -302,6 +332,7 @@ mod tests {
     fn envelope(i: u8) -> ChannelCommand {
         ChannelCommand::Envelope {
             bytes: Bytes::from(vec![i; 10]),
+            tx_id: format!("tx{i}"),
             is_config: false,
         }
     }
@@ -312,6 +343,7 @@ mod tests {
             envelope(3),
             ChannelCommand::Envelope {
                 bytes: Bytes::from_static(b"cfg"),
+                tx_id: String::new(),
                 is_config: true,
             },
             ChannelCommand::TimeToCut { block_number: 77 },
@@ -331,6 +363,11 @@ mod tests {
         );
         assert_eq!(
             ChannelCommand::decode(&Bytes::from_static(&[3, 1, 2])),
+            Err(CommandError::Truncated)
+        );
+        // A tx id running past the end of the command.
+        assert_eq!(
+            ChannelCommand::decode(&Bytes::from_static(&[1, 9, b'a'])),
             Err(CommandError::Truncated)
         );
     }
@@ -369,6 +406,7 @@ mod tests {
         ledger.apply(envelope(1));
         let applied = ledger.apply(ChannelCommand::Envelope {
             bytes: Bytes::from_static(b"config"),
+            tx_id: "config".into(),
             is_config: true,
         });
         assert_eq!(applied.blocks.len(), 2);

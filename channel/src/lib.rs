@@ -11,4 +11,6 @@ pub mod ledger;
 pub use batch_config::BatchConfig;
 pub use cutter::{BlockCutter, Cut};
 pub use genesis::genesis_block;
-pub use ledger::{Applied, ChainTip, ChannelCommand, CommandError, Ledger, verify_chain};
+pub use ledger::{
+    Applied, ChainTip, ChannelCommand, CommandError, Ledger, MAX_TX_ID_BYTES, verify_chain,
+};

@@ -5,6 +5,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+use std::path::PathBuf;
+
+use orderer::node::server::{NodeConfig, NodeError, start_node};
 use orderer::sim::{SimConfig, Summary, run_seeds};
 
 #[derive(Parser)]
@@ -16,6 +19,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Start a complete three-node cluster on this machine and keep it serving.
+    ///
+    /// Creates (or, if DIR already holds one, restarts) a cluster with its own CA,
+    /// certificates, data directories and channel "demo", prints each AtomicBroadcast
+    /// endpoint and the client identity to use, and serves until Ctrl-C.
+    Dev {
+        /// Where the cluster lives (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Run one orderer node from its configuration file (TOML).
+    Start {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the consensus core through the deterministic simulator.
     ///
     /// Each seed is one run of the replicas through drops, duplicates, reordering,
@@ -56,6 +74,28 @@ fn parse_replicas(text: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Commands::Dev { dir } => serve(|| async move {
+            let dir = match dir {
+                Some(dir) => dir,
+                None => std::env::temp_dir().join(format!("synod-dev-{}", std::process::id())),
+            };
+            let cluster = orderer::dev::start(&dir).await?;
+            println!("{}", cluster.describe());
+            wait_for_ctrl_c().await;
+            cluster.stop().await;
+            Ok(())
+        }),
+        Commands::Start { config } => serve(|| async move {
+            let config = NodeConfig::load(&config)?;
+            let node = start_node(&config, None, None).await?;
+            println!(
+                "orderer{} serving AtomicBroadcast on {} and replicas on {}",
+                config.id, node.client_addr, node.replica_addr
+            );
+            wait_for_ctrl_c().await;
+            node.stop().await;
+            Ok(())
+        }),
         Commands::Simulate {
             seeds,
             first_seed,
@@ -69,6 +109,37 @@ fn main() -> ExitCode {
             simulate(&cfg, seeds, first_seed, threads)
         }
     }
+}
+
+/// Runs a node-serving future on a multi-threaded runtime; errors end the process with a
+/// message and a failing exit status.
+fn serve<F, Fut>(run: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), NodeError>>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handling available: serve until killed.
+        std::future::pending::<()>().await;
+    }
+    println!("stopping");
 }
 
 fn simulate(cfg: &SimConfig, seeds: u64, first_seed: u64, threads: Option<usize>) -> ExitCode {

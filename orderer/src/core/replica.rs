@@ -320,6 +320,14 @@ impl Core {
         )
     }
 
+    /// Replicas (this one included) heard from within `suspect_after`: below a
+    /// majority nothing new can be decided.
+    pub fn reachable_replicas(&self) -> usize {
+        (0..self.n() as ReplicaId)
+            .filter(|r| *r == self.id || !self.is_silent(*r))
+            .count()
+    }
+
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
     }

@@ -3,21 +3,84 @@
 //! tip, envelopes pending in the cutter) in the same write as the apply point, and
 //! proposes Time-To-Cut when a pending batch has waited `BatchTimeout`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use channel::block_hash::header_bytes;
 use channel::genesis::{config_from_pb, config_to_pb};
 use channel::{BatchConfig, ChainTip, ChannelCommand, Ledger, genesis_block};
+use proto::common::{
+    Block, LastConfig, Metadata, MetadataSignature, OrdererBlockMetadata, SignatureHeader,
+};
 use proto::prost::Message as _;
 use proto::synod::channel::ChannelConfig;
+use sha2::{Digest, Sha256};
 
 use crate::core::{Command, Slot, Tag, Value};
+use crate::node::directory::{Directory, Outcome};
 use crate::node::runtime::Application;
 use crate::storage::{Store, StoreError, Table, WriteSet};
 
 const TIP_PREFIX: &[u8] = b"tip/";
 const PENDING_PREFIX: &[u8] = b"pending/";
+const TX_PREFIX: &[u8] = b"tx/";
+const SIGNATURES_INDEX: usize = 0;
+
+/// Key recording that `tx_id` was ordered on `channel` (Broadcast refuses a second
+/// envelope with the same id, and the apply path drops one that raced past it).
+pub fn tx_key(channel: &str, tx_id: &str) -> Vec<u8> {
+    [TX_PREFIX, channel.as_bytes(), b"\0", tx_id.as_bytes()].concat()
+}
+
+/// How this node signs the blocks it stores, as Fabric's orderers do: one signature in
+/// the `SIGNATURES` metadata over `value ‖ signature_header ‖ header bytes`.
+#[derive(Clone)]
+pub struct BlockSigner {
+    /// PKCS#8 PEM of the node's signing key.
+    pub key_pem: String,
+    /// Marshaled `msp.SerializedIdentity` of the node.
+    pub creator: Vec<u8>,
+}
+
+impl BlockSigner {
+    fn sign(&self, block: &mut Block, last_config: u64) -> Result<(), ca::CaError> {
+        let Some(header) = block.header.as_ref() else {
+            return Ok(());
+        };
+        let header_bytes = header_bytes(header.number, &header.previous_hash, &header.data_hash);
+        // A nonce unique per block and signer, without a random source in the loop.
+        let nonce = Sha256::new()
+            .chain_update(&header_bytes)
+            .chain_update(&self.creator)
+            .finalize()[..24]
+            .to_vec();
+        let signature_header = SignatureHeader {
+            creator: self.creator.clone(),
+            nonce,
+        }
+        .encode_to_vec();
+        let value = OrdererBlockMetadata {
+            last_config: Some(LastConfig { index: last_config }),
+            consenter_metadata: Metadata::default().encode_to_vec(),
+        }
+        .encode_to_vec();
+        let signed = [&value[..], &signature_header, &header_bytes].concat();
+        let signature = ca::signature::sign(&self.key_pem, &signed)?;
+        let metadata = Metadata {
+            value,
+            signatures: vec![MetadataSignature {
+                signature_header,
+                signature,
+                identifier_header: Vec::new(),
+            }],
+        };
+        if let Some(entries) = block.metadata.as_mut() {
+            entries.metadata[SIGNATURES_INDEX] = metadata.encode_to_vec();
+        }
+        Ok(())
+    }
+}
 
 /// Key of block `number` of `channel` in `Table::Blocks`: ordered by channel, then
 /// number, so a scan from a block onwards reads the chain in order.
@@ -87,20 +150,34 @@ pub struct ChannelStats {
     pub malformed_commands: u64,
     /// Commands for a channel this node does not have.
     pub unknown_channel_commands: u64,
+    /// Envelopes dropped because their transaction id was already ordered.
+    pub duplicate_envelopes: u64,
+    /// Blocks stored unsigned because signing failed.
+    pub signing_failures: u64,
 }
 
 pub struct ChannelHost {
     store: Arc<Store>,
+    directory: Arc<Directory>,
+    signer: Option<BlockSigner>,
     channels: BTreeMap<String, Hosted>,
     now_ms: u64,
-    /// Blocks written by the last `apply` calls, per channel: (channel, height).
+    /// Channels whose height changed in the write being prepared.
     new_heights: Vec<(String, u64)>,
+    /// Transaction ids ordered in the write being prepared (not yet in the store).
+    fresh_tx_ids: HashSet<(String, String)>,
+    /// Broadcast answers released once the write is durable.
+    outcomes: Vec<(String, String, Outcome)>,
     stats: ChannelStats,
 }
 
 impl ChannelHost {
-    /// Loads every channel's resume point from the store.
-    pub fn load(store: Arc<Store>) -> Result<ChannelHost, StoreError> {
+    /// Loads every channel's resume point from the store and publishes the channels.
+    pub fn load(
+        store: Arc<Store>,
+        directory: Arc<Directory>,
+        signer: Option<BlockSigner>,
+    ) -> Result<ChannelHost, StoreError> {
         let mut channels = BTreeMap::new();
         let mut from = TIP_PREFIX.to_vec();
         loop {
@@ -138,11 +215,22 @@ impl ChannelHost {
                 _ => break,
             }
         }
+        for (name, hosted) in &channels {
+            directory.publish(
+                name,
+                *hosted.ledger.batch_config(),
+                hosted.ledger.tip().height,
+            );
+        }
         Ok(ChannelHost {
             store,
+            directory,
+            signer,
             channels,
             now_ms: 0,
             new_heights: Vec::new(),
+            fresh_tx_ids: HashSet::new(),
+            outcomes: Vec::new(),
             stats: ChannelStats::default(),
         })
     }
@@ -161,11 +249,6 @@ impl ChannelHost {
             .iter()
             .map(|(name, hosted)| (name.clone(), hosted.ledger.tip().height))
             .collect()
-    }
-
-    /// Heights that changed since the last call (for Deliver cursors).
-    pub fn take_new_heights(&mut self) -> Vec<(String, u64)> {
-        std::mem::take(&mut self.new_heights)
     }
 
     fn create(&mut self, name: &str, config: BatchConfig, write: &mut WriteSet) {
@@ -192,23 +275,60 @@ impl ChannelHost {
         );
     }
 
+    fn sign(&mut self, block: &mut Block, last_config: u64) {
+        if let Some(signer) = &self.signer {
+            if signer.sign(block, last_config).is_err() {
+                self.stats.signing_failures += 1;
+            }
+        }
+    }
+
+    /// Whether `tx_id` was already ordered on `name` (stored, or earlier in this write).
+    fn seen(&self, name: &str, tx_id: &str) -> bool {
+        let key = (name.to_string(), tx_id.to_string());
+        if self.fresh_tx_ids.contains(&key) {
+            return true;
+        }
+        // A read failure here would make replicas diverge; the store refuses writes
+        // after I/O errors anyway, so treat it as not seen and let the write fail.
+        matches!(
+            self.store.get(Table::ChannelMeta, &tx_key(name, tx_id)),
+            Ok(Some(_))
+        )
+    }
+
     fn apply_command(&mut self, name: &str, command: ChannelCommand, write: &mut WriteSet) {
         if let ChannelCommand::Create { config } = command {
             self.create(name, config, write);
             return;
         }
-        let now_ms = self.now_ms;
-        let Some(hosted) = self.channels.get_mut(name) else {
+        if !self.channels.contains_key(name) {
             self.stats.unknown_channel_commands += 1;
             return;
-        };
-        if matches!(command, ChannelCommand::Envelope { .. }) {
-            self.stats.envelopes += 1;
         }
-        let applied = hosted.ledger.apply(command);
+        if let ChannelCommand::Envelope { tx_id, .. } = &command {
+            if self.seen(name, tx_id) {
+                self.stats.duplicate_envelopes += 1;
+                self.outcomes
+                    .push((name.to_string(), tx_id.clone(), Outcome::Duplicate));
+                return;
+            }
+            self.stats.envelopes += 1;
+            self.fresh_tx_ids.insert((name.to_string(), tx_id.clone()));
+            write
+                .puts
+                .push((Table::ChannelMeta, tx_key(name, tx_id), Vec::new()));
+            self.outcomes
+                .push((name.to_string(), tx_id.clone(), Outcome::Ordered));
+        }
+        let now_ms = self.now_ms;
+        let hosted = self.channels.get_mut(name).expect("checked above");
+        let mut applied = hosted.ledger.apply(command);
         let cut = !applied.blocks.is_empty();
-        for block in &applied.blocks {
+        let last_config = hosted.ledger.tip().last_config;
+        for block in &mut applied.blocks {
             let number = block.header.as_ref().map_or(0, |h| h.number);
+            self.sign(block, last_config);
             write.puts.push((
                 Table::Blocks,
                 block_key(name, number),
@@ -216,6 +336,7 @@ impl ChannelHost {
             ));
             self.stats.blocks += 1;
         }
+        let hosted = self.channels.get_mut(name).expect("checked above");
         // Pending envelopes are stored one key each: appended as they arrive, all
         // dropped when a block is cut.
         let pending = hosted.ledger.pending();
@@ -292,12 +413,38 @@ impl Application for ChannelHost {
         }
     }
 
-    fn committed(&mut self) {}
+    fn committed(&mut self) {
+        for (name, height) in self.new_heights.drain(..) {
+            if let Some(hosted) = self.channels.get(&name) {
+                self.directory
+                    .publish(&name, *hosted.ledger.batch_config(), height);
+            }
+        }
+        for (name, tx_id, outcome) in self.outcomes.drain(..) {
+            self.directory.resolve(&name, &tx_id, outcome);
+        }
+        self.fresh_tx_ids.clear();
+    }
 
-    fn abandoned(&mut self, _commands: Vec<Command>) {}
+    fn abandoned(&mut self, commands: Vec<Command>) {
+        for command in commands {
+            let Tag::Channel(name) = &command.tag else {
+                continue;
+            };
+            if let Ok(ChannelCommand::Envelope { tx_id, .. }) =
+                ChannelCommand::decode(&command.payload)
+            {
+                self.directory.resolve(name, &tx_id, Outcome::Abandoned);
+            }
+        }
+    }
 
     fn due_commands(&mut self, now_ms: u64) -> Vec<Command> {
         self.due_time_to_cut(now_ms)
+    }
+
+    fn majority_reachable(&mut self, reachable: bool) {
+        self.directory.set_majority_reachable(reachable);
     }
 }
 

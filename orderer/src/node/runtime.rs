@@ -37,6 +37,9 @@ pub trait Application: Send {
     fn abandoned(&mut self, commands: Vec<Command>);
     /// Commands the application itself wants ordered now (e.g. Time-To-Cut).
     fn due_commands(&mut self, now_ms: u64) -> Vec<Command>;
+    /// Whether a majority of replicas was heard from recently (clients get a quick
+    /// "unavailable" instead of a timeout when not).
+    fn majority_reachable(&mut self, reachable: bool);
 }
 
 pub enum Input {
@@ -44,7 +47,7 @@ pub enum Input {
     /// A client command, answered once the core queued or refused it.
     Propose {
         command: Command,
-        answer: SyncSender<Result<(), ProposeError>>,
+        answer: tokio::sync::oneshot::Sender<Result<(), ProposeError>>,
     },
     Stop,
 }
@@ -162,6 +165,8 @@ impl<A: Application, T: Transport> Runtime<A, T> {
                 let _ = self.core.propose(now, command);
             }
             self.core.tick(now);
+            let reachable = self.core.reachable_replicas() >= self.core.config().majority();
+            self.app.majority_reachable(reachable);
             self.flush()?;
             if stop {
                 let stats = self.stats.clone();
@@ -178,7 +183,7 @@ impl<A: Application, T: Transport> Runtime<A, T> {
             Input::Propose { command, answer } => {
                 let result = self.core.propose(wall_clock_us(), command);
                 // The client may have gone away; nothing to do then.
-                let _ = answer.try_send(result);
+                let _ = answer.send(result);
             }
             Input::Stop => return true,
         }

@@ -1,0 +1,189 @@
+//! `orderer dev`: a complete three-node cluster on loopback from one command — its own
+//! CA and certificates, data directories, channel `demo` — for trying Synod and for
+//! tests. Run again with the same directory, it restarts the same cluster with its data.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ca::{Algo, CertificateAuthority, Role};
+use channel::{BatchConfig, ChannelCommand};
+
+use crate::core::{Command, Tag};
+use crate::node::runtime::{Input, offer};
+use crate::node::server::{
+    ConsensusTuning, NodeConfig, NodeError, PeerConfig, RunningNode, SigningPaths, TlsPaths,
+    TrustedMsp, start_node,
+};
+
+pub const REPLICAS: usize = 3;
+pub const MSP_ID: &str = "SynodDevMSP";
+pub const DEMO_CHANNEL: &str = "demo";
+
+fn fail(what: &str) -> impl Fn(std::io::Error) -> NodeError + '_ {
+    move |e| NodeError(format!("{what}: {e}"))
+}
+
+fn node_dir(dir: &Path, id: usize) -> PathBuf {
+    dir.join(format!("orderer{id}"))
+}
+
+fn config_path(dir: &Path, id: usize) -> PathBuf {
+    node_dir(dir, id).join("orderer.toml")
+}
+
+/// Where the client identity (Fabric MSP layout) of a dev cluster lives.
+pub fn client_dir(dir: &Path) -> PathBuf {
+    dir.join("client")
+}
+
+/// Creates the CA, identities and configurations of a new cluster in `dir`, with
+/// listeners on free loopback ports (kept in the configurations for restarts).
+fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
+    std::fs::create_dir_all(dir).map_err(fail("cannot create the cluster directory"))?;
+    let ca_error = |e: ca::CaError| NodeError(format!("CA: {e}"));
+    // P-256, so that Fabric's SDKs (ECDSA only) can use the client identity.
+    let mut ca =
+        CertificateAuthority::init("ca.synod-dev", MSP_ID, Algo::P256).map_err(ca_error)?;
+    ca.save(&dir.join("ca")).map_err(ca_error)?;
+    // Peers verify each other by name: the name is a SAN, next to the loopback ones.
+    let sans = |name: &str| [name.to_string(), "localhost".into(), "127.0.0.1".into()];
+    let mut ports = Vec::new();
+    for _ in 0..REPLICAS * 2 {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(fail("cannot pick a free port"))?;
+        ports.push(listener.local_addr().map_err(fail("local address"))?);
+    }
+    let mut configs = Vec::new();
+    for id in 0..REPLICAS {
+        let name = format!("orderer{id}");
+        let identity = ca
+            .issue(Role::Orderer, &name, &sans(&name), 365)
+            .map_err(ca_error)?;
+        let home = node_dir(dir, id);
+        identity.write_msp(&home).map_err(ca_error)?;
+        let peers = (0..REPLICAS)
+            .filter(|p| *p != id)
+            .map(|p| PeerConfig {
+                id: p as u8,
+                address: ports[p].to_string(),
+                tls_name: format!("orderer{p}"),
+            })
+            .collect();
+        configs.push(NodeConfig {
+            id: id as u8,
+            replicas: REPLICAS,
+            data_dir: home.join("data"),
+            replica_listen: ports[id],
+            client_listen: ports[REPLICAS + id],
+            peers,
+            tls: TlsPaths {
+                cert: home.join("tls/server.crt"),
+                key: home.join("tls/server.key"),
+                ca: home.join("tls/ca.crt"),
+            },
+            signing: SigningPaths {
+                msp_id: MSP_ID.into(),
+                cert: home.join("msp/signcerts/cert.pem"),
+                key: home.join("msp/keystore/key.pem"),
+            },
+            trusted_msps: vec![TrustedMsp {
+                msp_id: MSP_ID.into(),
+                dir: home.join("msp"),
+            }],
+            consensus: ConsensusTuning::default(),
+        });
+    }
+    let client = ca
+        .issue(Role::Client, "client", &sans("client"), 365)
+        .map_err(ca_error)?;
+    client.write_msp(&client_dir(dir)).map_err(ca_error)?;
+    for (id, config) in configs.iter().enumerate() {
+        std::fs::write(config_path(dir, id), config.to_toml())
+            .map_err(fail("cannot write a node configuration"))?;
+    }
+    Ok(configs)
+}
+
+pub struct DevCluster {
+    pub dir: PathBuf,
+    pub nodes: Vec<RunningNode>,
+    pub configs: Vec<NodeConfig>,
+}
+
+/// Starts the cluster in `dir` (creating it if needed) and makes sure channel `demo`
+/// exists.
+pub async fn start(dir: &Path) -> Result<DevCluster, NodeError> {
+    let configs = if config_path(dir, 0).exists() {
+        (0..REPLICAS)
+            .map(|id| NodeConfig::load(&config_path(dir, id)))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        create(dir)?
+    };
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config, None, None).await?);
+    }
+    let cluster = DevCluster {
+        dir: dir.to_path_buf(),
+        nodes,
+        configs,
+    };
+    cluster.ensure_channel(DEMO_CHANNEL).await?;
+    Ok(cluster)
+}
+
+impl DevCluster {
+    /// Creates `name` through the ordered log (a no-op if it exists) and waits until
+    /// every node has it.
+    pub async fn ensure_channel(&self, name: &str) -> Result<(), NodeError> {
+        for _ in 0..300 {
+            if self
+                .nodes
+                .iter()
+                .all(|n| n.directory.channel(name).is_some())
+            {
+                return Ok(());
+            }
+            let command = Command {
+                tag: Tag::Channel(name.into()),
+                payload: ChannelCommand::Create {
+                    config: BatchConfig::default(),
+                }
+                .encode(),
+            };
+            let (answer, _) = tokio::sync::oneshot::channel();
+            offer(self.nodes[0].inbox(), Input::Propose { command, answer });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(NodeError(format!(
+            "channel {name} was not created within 30 s"
+        )))
+    }
+
+    pub async fn stop(self) {
+        for node in self.nodes {
+            node.stop().await;
+        }
+    }
+
+    /// What an operator needs to use the cluster.
+    pub fn describe(&self) -> String {
+        let mut out = String::from("Synod dev cluster (3 orderers, channel \"demo\")\n");
+        for (node, config) in self.nodes.iter().zip(&self.configs) {
+            out.push_str(&format!(
+                "  orderer{}: AtomicBroadcast {} (mutual TLS)  replicas {}  config {}\n",
+                config.id,
+                node.client_addr,
+                node.replica_addr,
+                config_path(&self.dir, config.id as usize).display()
+            ));
+        }
+        out.push_str(&format!(
+            "  client identity ({MSP_ID}, Fabric MSP layout): {}\n  CA: {}\n",
+            client_dir(&self.dir).display(),
+            self.dir.join("ca").display()
+        ));
+        out
+    }
+}

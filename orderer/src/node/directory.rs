@@ -1,0 +1,163 @@
+//! What the client-facing services share with the consensus loop: the channels and
+//! their heights (Deliver waits on them), the Broadcast calls waiting for their
+//! envelope to be ordered, and whether a majority of replicas is reachable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use channel::BatchConfig;
+use tokio::sync::{oneshot, watch};
+
+/// What became of an envelope a Broadcast call is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Decided and applied here; it is in the block being filled (or cut).
+    Ordered,
+    /// The ordered log already held an envelope with this transaction id.
+    Duplicate,
+    /// This replica gave up on it (its slot passed in a snapshot); the client retries.
+    Abandoned,
+}
+
+/// A channel as the services see it.
+#[derive(Clone, Debug)]
+pub struct ChannelView {
+    pub batch: BatchConfig,
+    /// Number of blocks; changes once they are durable.
+    pub height: watch::Receiver<u64>,
+}
+
+struct Channel {
+    batch: BatchConfig,
+    height: watch::Sender<u64>,
+}
+
+type WaiterKey = (String, String);
+
+pub struct Directory {
+    channels: RwLock<BTreeMap<String, Channel>>,
+    waiters: Mutex<HashMap<WaiterKey, oneshot::Sender<Outcome>>>,
+    majority_reachable: AtomicBool,
+    /// Bound on concurrent Broadcast waits, so clients cannot grow memory without limit.
+    max_waiters: usize,
+}
+
+impl Directory {
+    pub fn new(max_waiters: usize) -> Directory {
+        Directory {
+            channels: RwLock::new(BTreeMap::new()),
+            waiters: Mutex::new(HashMap::new()),
+            majority_reachable: AtomicBool::new(true),
+            max_waiters,
+        }
+    }
+
+    pub fn channel(&self, name: &str) -> Option<ChannelView> {
+        let channels = self.channels.read().expect("directory lock");
+        channels.get(name).map(|c| ChannelView {
+            batch: c.batch,
+            height: c.height.subscribe(),
+        })
+    }
+
+    pub fn channel_names(&self) -> Vec<(String, u64)> {
+        let channels = self.channels.read().expect("directory lock");
+        channels
+            .iter()
+            .map(|(name, c)| (name.clone(), *c.height.borrow()))
+            .collect()
+    }
+
+    /// Adds a channel or publishes its new height.
+    pub fn publish(&self, name: &str, batch: BatchConfig, height: u64) {
+        let mut channels = self.channels.write().expect("directory lock");
+        match channels.get(name) {
+            Some(channel) => {
+                channel.height.send_replace(height);
+            }
+            None => {
+                let (sender, _) = watch::channel(height);
+                channels.insert(
+                    name.to_string(),
+                    Channel {
+                        batch,
+                        height: sender,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Registers interest in `tx_id` on `channel`; `None` if another call already
+    /// waits for the same transaction or too many calls wait.
+    pub fn wait_for(&self, channel: &str, tx_id: &str) -> Option<oneshot::Receiver<Outcome>> {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        let key = (channel.to_string(), tx_id.to_string());
+        if waiters.len() >= self.max_waiters || waiters.contains_key(&key) {
+            return None;
+        }
+        let (sender, receiver) = oneshot::channel();
+        waiters.insert(key, sender);
+        Some(receiver)
+    }
+
+    /// Forgets a wait that ended without an outcome (timeout, client gone).
+    pub fn forget(&self, channel: &str, tx_id: &str) {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        waiters.remove(&(channel.to_string(), tx_id.to_string()));
+    }
+
+    pub fn resolve(&self, channel: &str, tx_id: &str, outcome: Outcome) {
+        let waiter = {
+            let mut waiters = self.waiters.lock().expect("waiters lock");
+            waiters.remove(&(channel.to_string(), tx_id.to_string()))
+        };
+        if let Some(waiter) = waiter {
+            // The caller may have gone; nothing to do then.
+            let _ = waiter.send(outcome);
+        }
+    }
+
+    pub fn set_majority_reachable(&self, reachable: bool) {
+        self.majority_reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    pub fn majority_reachable(&self) -> bool {
+        self.majority_reachable.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiters_are_unique_bounded_and_resolved_once() {
+        let directory = Directory::new(2);
+        let first = directory.wait_for("demo", "tx1").unwrap();
+        assert!(
+            directory.wait_for("demo", "tx1").is_none(),
+            "second wait on one tx"
+        );
+        let _second = directory.wait_for("demo", "tx2").unwrap();
+        assert!(
+            directory.wait_for("demo", "tx3").is_none(),
+            "over the bound"
+        );
+        directory.resolve("demo", "tx1", Outcome::Ordered);
+        assert_eq!(first.blocking_recv(), Ok(Outcome::Ordered));
+        assert!(directory.wait_for("demo", "tx3").is_some());
+    }
+
+    #[test]
+    fn heights_are_published_to_subscribers() {
+        let directory = Directory::new(1);
+        directory.publish("demo", BatchConfig::default(), 1);
+        let view = directory.channel("demo").unwrap();
+        directory.publish("demo", BatchConfig::default(), 5);
+        assert_eq!(*view.height.borrow(), 5);
+        assert_eq!(directory.channel_names(), vec![("demo".to_string(), 5)]);
+        assert!(directory.channel("other").is_none());
+    }
+}

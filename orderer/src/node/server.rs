@@ -1,0 +1,305 @@
+//! One orderer node assembled from its configuration file: the durable store, the
+//! consensus loop on its own thread, the replica transport (mutual TLS), and Fabric's
+//! AtomicBroadcast for clients (mutual TLS).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ca::Membership;
+use proto::msp::SerializedIdentity;
+use proto::orderer::atomic_broadcast_server::AtomicBroadcastServer;
+use proto::prost::Message as _;
+use serde::{Deserialize, Serialize};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::core::{Config, ReplicaId};
+use crate::node::atomic_broadcast::{AtomicBroadcastService, ServiceLimits};
+use crate::node::channels::{BlockSigner, ChannelHost};
+use crate::node::directory::Directory;
+use crate::node::runtime::{INBOX_CAPACITY, Input, Runtime};
+use crate::node::transport::{self, PeerEndpoint, TlsMaterial, TransportConfig, TransportHandle};
+use crate::storage::Store;
+
+/// A node's configuration file (TOML).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeConfig {
+    /// This replica's index, `0..replicas`.
+    pub id: ReplicaId,
+    pub replicas: usize,
+    pub data_dir: PathBuf,
+    /// Replica-to-replica listener.
+    pub replica_listen: SocketAddr,
+    /// AtomicBroadcast listener for peers and clients.
+    pub client_listen: SocketAddr,
+    /// Every other replica.
+    pub peers: Vec<PeerConfig>,
+    /// This node's TLS identity and the CA its peers' and clients' TLS certificates
+    /// must chain to.
+    pub tls: TlsPaths,
+    /// This node's signing identity (signs blocks).
+    pub signing: SigningPaths,
+    /// Organisations whose members may use this node: MSP id and MSP directory
+    /// (`cacerts/`, `crls/`).
+    pub trusted_msps: Vec<TrustedMsp>,
+    #[serde(default)]
+    pub consensus: ConsensusTuning,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PeerConfig {
+    pub id: ReplicaId,
+    /// host:port of its replica listener.
+    pub address: String,
+    /// The name its TLS certificate carries.
+    pub tls_name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TlsPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SigningPaths {
+    pub msp_id: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrustedMsp {
+    pub msp_id: String,
+    pub dir: PathBuf,
+}
+
+/// Consensus timing; defaults suit a LAN.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConsensusTuning {
+    pub tick_ms: u64,
+    pub suspect_after_ms: u64,
+}
+
+impl Default for ConsensusTuning {
+    fn default() -> Self {
+        let lan = Config::lan(3);
+        ConsensusTuning {
+            tick_ms: lan.tick_us / 1000,
+            suspect_after_ms: lan.suspect_after_us / 1000,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct NodeError(pub String);
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+fn read(path: &Path, what: &str) -> Result<String, NodeError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| NodeError(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, NodeError> {
+        let text = read(path, "configuration")?;
+        let config: NodeConfig =
+            toml::from_str(&text).map_err(|e| NodeError(format!("{}: {e}", path.display())))?;
+        config.core()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a node configuration always serialises")
+    }
+
+    /// The consensus core's configuration.
+    pub fn core(&self) -> Result<Config, NodeError> {
+        let mut core = Config::lan(self.replicas);
+        core.tick_us = self.consensus.tick_ms * 1000;
+        core.suspect_after_us = self.consensus.suspect_after_ms * 1000;
+        core.revoke_backoff_us = core.suspect_after_us / 2;
+        core.stuck_after_us = core.stuck_after_us.max(core.suspect_after_us * 2);
+        core.validate().map_err(NodeError)?;
+        if (self.id as usize) >= self.replicas || self.peers.len() + 1 != self.replicas {
+            return Err(NodeError(format!(
+                "node {} of {} replicas must list the other {} as peers",
+                self.id,
+                self.replicas,
+                self.replicas.saturating_sub(1)
+            )));
+        }
+        Ok(core)
+    }
+}
+
+/// A running node; `stop` shuts it down.
+pub struct RunningNode {
+    pub replica_addr: SocketAddr,
+    pub client_addr: SocketAddr,
+    pub directory: Arc<Directory>,
+    pub store: Arc<Store>,
+    inbox: SyncSender<Input>,
+    runtime: Option<JoinHandle<()>>,
+    transport: Option<TransportHandle>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    pub fn inbox(&self) -> &SyncSender<Input> {
+        &self.inbox
+    }
+
+    pub async fn stop(mut self) {
+        self.server.abort();
+        if let Some(transport) = self.transport.take() {
+            transport.shutdown().await;
+        }
+        let _ = self.inbox.send(Input::Stop);
+        if let Some(runtime) = self.runtime.take() {
+            let _ = tokio::task::spawn_blocking(move || runtime.join()).await;
+        }
+    }
+}
+
+/// Starts a node on the current Tokio runtime. Listeners may be passed pre-bound (a
+/// cluster on ephemeral ports must know every address before any node starts).
+pub async fn start_node(
+    config: &NodeConfig,
+    replica_listener: Option<std::net::TcpListener>,
+    client_listener: Option<std::net::TcpListener>,
+) -> Result<RunningNode, NodeError> {
+    let core = config.core()?;
+    let tls = TlsMaterial {
+        cert_pem: read(&config.tls.cert, "TLS certificate")?,
+        key_pem: read(&config.tls.key, "TLS key")?,
+        ca_pem: read(&config.tls.ca, "TLS CA certificate")?,
+    };
+    let membership = Membership::from_dirs(
+        config
+            .trusted_msps
+            .iter()
+            .map(|m| (m.msp_id.clone(), m.dir.clone())),
+    )
+    .map_err(|e| NodeError(format!("trusted MSPs: {e}")))?;
+    let membership = Arc::new(RwLock::new(membership));
+    let signer = BlockSigner {
+        key_pem: read(&config.signing.key, "signing key")?,
+        creator: SerializedIdentity {
+            mspid: config.signing.msp_id.clone(),
+            id_bytes: read(&config.signing.cert, "signing certificate")?.into_bytes(),
+        }
+        .encode_to_vec(),
+    };
+    let store = Arc::new(
+        Store::open(&config.data_dir)
+            .map_err(|e| NodeError(format!("store {}: {e}", config.data_dir.display())))?,
+    );
+    let directory = Arc::new(Directory::new(100_000));
+    let host = ChannelHost::load(store.clone(), directory.clone(), Some(signer))
+        .map_err(|e| NodeError(format!("channels: {e}")))?;
+    let (inbox, receiver) = sync_channel(INBOX_CAPACITY);
+
+    let peers = config
+        .peers
+        .iter()
+        .map(|p| PeerEndpoint {
+            id: p.id,
+            address: p.address.clone(),
+            tls_name: p.tls_name.clone(),
+        })
+        .collect();
+    let transport_config =
+        TransportConfig::new(config.id, config.replica_listen, peers, tls.clone(), &core);
+    let (replica_transport, transport_handle) = match replica_listener {
+        Some(listener) => transport::start_on(transport_config, listener, inbox.clone()).await,
+        None => transport::start(transport_config, inbox.clone()).await,
+    }
+    .map_err(|e| NodeError(format!("replica transport: {e}")))?;
+    let replica_addr = transport_handle.local_addr();
+
+    let runtime = Runtime::open(
+        core,
+        config.id,
+        store.clone(),
+        host,
+        replica_transport,
+        receiver,
+    )
+    .map_err(|e| NodeError(format!("consensus loop: {e}")))?;
+    let runtime = std::thread::Builder::new()
+        .name(format!("consensus-{}", config.id))
+        .spawn(move || {
+            if let Err(e) = runtime.run() {
+                // The node can no longer promise durability: stop ordering, loudly.
+                eprintln!("consensus loop stopped: {e}");
+            }
+        })
+        .map_err(|e| NodeError(format!("cannot start the consensus thread: {e}")))?;
+
+    let client_listener = match client_listener {
+        Some(listener) => listener,
+        None => std::net::TcpListener::bind(config.client_listen)
+            .map_err(|e| NodeError(format!("client listener {}: {e}", config.client_listen)))?,
+    };
+    let client_addr = client_listener
+        .local_addr()
+        .map_err(|e| NodeError(format!("client listener: {e}")))?;
+    client_listener
+        .set_nonblocking(true)
+        .map_err(|e| NodeError(format!("client listener: {e}")))?;
+    let client_listener = tokio::net::TcpListener::from_std(client_listener)
+        .map_err(|e| NodeError(format!("client listener: {e}")))?;
+    let service = AtomicBroadcastService::new(
+        inbox.clone(),
+        directory.clone(),
+        membership,
+        store.clone(),
+        ServiceLimits::default(),
+    );
+    // Nagle would hold every small response ~40 ms: set TCP_NODELAY on accepted sockets.
+    let incoming = TcpListenerStream::new(client_listener).map(|socket| {
+        let socket = socket?;
+        socket.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(socket)
+    });
+    let tls_config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+        .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls_config)
+        .map_err(|e| NodeError(format!("client TLS: {e}")))?
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(
+            AtomicBroadcastServer::new(service)
+                .max_decoding_message_size(ServiceLimits::default().max_envelope_bytes + 1024),
+        );
+    let server = tokio::spawn(async move {
+        if let Err(e) = server.serve_with_incoming(incoming).await {
+            eprintln!("AtomicBroadcast server stopped: {e}");
+        }
+    });
+    Ok(RunningNode {
+        replica_addr,
+        client_addr,
+        directory,
+        store,
+        inbox,
+        runtime: Some(runtime),
+        transport: Some(transport_handle),
+        server,
+    })
+}
