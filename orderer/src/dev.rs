@@ -110,9 +110,9 @@ pub struct DevCluster {
     pub configs: Vec<NodeConfig>,
 }
 
-/// Starts the cluster in `dir` (creating it if needed) and makes sure channel `demo`
-/// exists.
-pub async fn start(dir: &Path) -> Result<DevCluster, NodeError> {
+/// Starts the cluster in `dir` (creating it if needed) and makes sure `channels`
+/// exist.
+pub async fn start(dir: &Path, channels: &[String]) -> Result<DevCluster, NodeError> {
     let configs = if config_path(dir, 0).exists() {
         (0..REPLICAS)
             .map(|id| NodeConfig::load(&config_path(dir, id)))
@@ -129,7 +129,9 @@ pub async fn start(dir: &Path) -> Result<DevCluster, NodeError> {
         nodes,
         configs,
     };
-    cluster.ensure_channel(DEMO_CHANNEL).await?;
+    for channel in channels {
+        cluster.ensure_channel(channel).await?;
+    }
     Ok(cluster)
 }
 
@@ -169,7 +171,13 @@ impl DevCluster {
 
     /// What an operator needs to use the cluster.
     pub fn describe(&self) -> String {
-        let mut out = String::from("Synod dev cluster (3 orderers, channel \"demo\")\n");
+        let channels: Vec<String> = self.nodes[0]
+            .directory
+            .channel_names()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let mut out = format!("Synod dev cluster: 3 orderers, channels {channels:?}\n");
         for (node, config) in self.nodes.iter().zip(&self.configs) {
             out.push_str(&format!(
                 "  orderer{}: AtomicBroadcast {} (mutual TLS)  replicas {}  config {}\n",

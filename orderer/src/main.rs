@@ -28,6 +28,9 @@ enum Commands {
         /// Where the cluster lives (default: a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Channels to create (repeatable).
+        #[arg(long = "channel", default_value = orderer::dev::DEMO_CHANNEL)]
+        channels: Vec<String>,
     },
     /// Run one orderer node from its configuration file (TOML).
     Start {
@@ -74,12 +77,12 @@ fn parse_replicas(text: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Commands::Dev { dir } => serve(|| async move {
+        Commands::Dev { dir, channels } => serve(|| async move {
             let dir = match dir {
                 Some(dir) => dir,
                 None => std::env::temp_dir().join(format!("synod-dev-{}", std::process::id())),
             };
-            let cluster = orderer::dev::start(&dir).await?;
+            let cluster = orderer::dev::start(&dir, &channels).await?;
             println!("{}", cluster.describe());
             wait_for_ctrl_c().await;
             cluster.stop().await;

@@ -135,6 +135,10 @@ struct Hosted {
     ledger: Ledger,
     /// Pending envelopes as stored (keys `0..persisted_pending`).
     persisted_pending: u32,
+    /// Lowest pending index changed by the write being prepared, if any.
+    first_unsealed: Option<u32>,
+    /// The tip changed in the write being prepared.
+    tip_unsealed: bool,
     /// When the current pending batch started waiting (local clock), and whether a
     /// Time-To-Cut was already proposed for it.
     pending_since_ms: Option<u64>,
@@ -205,6 +209,8 @@ impl ChannelHost {
                     Hosted {
                         ledger,
                         persisted_pending: index,
+                        first_unsealed: None,
+                        tip_unsealed: false,
                         pending_since_ms: None,
                         time_to_cut_sent_ms: None,
                     },
@@ -269,6 +275,8 @@ impl ChannelHost {
             Hosted {
                 ledger: Ledger::new(name.to_string(), config, tip, Vec::new()),
                 persisted_pending: 0,
+                first_unsealed: None,
+                tip_unsealed: false,
                 pending_since_ms: None,
                 time_to_cut_sent_ms: None,
             },
@@ -337,31 +345,22 @@ impl ChannelHost {
             self.stats.blocks += 1;
         }
         let hosted = self.channels.get_mut(name).expect("checked above");
-        // Pending envelopes are stored one key each: appended as they arrive, all
-        // dropped when a block is cut.
-        let pending = hosted.ledger.pending();
-        let keep = if cut { 0 } else { hosted.persisted_pending };
-        for index in keep..hosted.persisted_pending {
-            write
-                .deletes
-                .push((Table::ChannelMeta, pending_key(name, index)));
-        }
-        for (index, envelope) in pending.iter().enumerate().skip(keep as usize) {
-            write.puts.push((
-                Table::ChannelMeta,
-                pending_key(name, index as u32),
-                envelope.to_vec(),
-            ));
-        }
-        hosted.persisted_pending = pending.len() as u32;
+        // The stored pending envelopes and tip are brought up to date once per write,
+        // in `seal`: several commands of one write may cut and refill the batch.
+        let first_changed = if cut {
+            0
+        } else {
+            hosted.ledger.pending().len().saturating_sub(1) as u32
+        };
+        hosted.first_unsealed = Some(
+            hosted
+                .first_unsealed
+                .map_or(first_changed, |f| f.min(first_changed)),
+        );
         if cut {
-            let tip = hosted.ledger.tip();
-            write.puts.push((
-                Table::ChannelMeta,
-                tip_key(name),
-                encode_tip(tip, hosted.ledger.batch_config()),
-            ));
-            self.new_heights.push((name.to_string(), tip.height));
+            hosted.tip_unsealed = true;
+            self.new_heights
+                .push((name.to_string(), hosted.ledger.tip().height));
             hosted.pending_since_ms = None;
             hosted.time_to_cut_sent_ms = None;
         }
@@ -409,6 +408,37 @@ impl Application for ChannelHost {
             match ChannelCommand::decode(&command.payload) {
                 Ok(channel_command) => self.apply_command(name, channel_command, write),
                 Err(_) => self.stats.malformed_commands += 1,
+            }
+        }
+    }
+
+    fn seal(&mut self, write: &mut WriteSet) {
+        for (name, hosted) in &mut self.channels {
+            if let Some(first) = hosted.first_unsealed.take() {
+                // The write set deletes before it puts: delete only the keys past the
+                // new end, and (re)write the changed ones.
+                let pending = hosted.ledger.pending();
+                let end = pending.len() as u32;
+                for index in end..hosted.persisted_pending {
+                    write
+                        .deletes
+                        .push((Table::ChannelMeta, pending_key(name, index)));
+                }
+                for (index, envelope) in pending.iter().enumerate().skip(first as usize) {
+                    write.puts.push((
+                        Table::ChannelMeta,
+                        pending_key(name, index as u32),
+                        envelope.to_vec(),
+                    ));
+                }
+                hosted.persisted_pending = end;
+            }
+            if std::mem::take(&mut hosted.tip_unsealed) {
+                write.puts.push((
+                    Table::ChannelMeta,
+                    tip_key(name),
+                    encode_tip(hosted.ledger.tip(), hosted.ledger.batch_config()),
+                ));
             }
         }
     }
@@ -463,6 +493,78 @@ mod tests {
         let bytes = encode_tip(&tip, &config);
         assert_eq!(decode_tip(&bytes), Ok((tip, config)));
         assert!(decode_tip(&bytes[..20]).is_err());
+    }
+
+    fn envelope(tx: u32) -> Value {
+        Value::Batch(Arc::new(crate::core::Batch {
+            time_ms: 0,
+            commands: vec![Command {
+                tag: Tag::Channel("demo".into()),
+                payload: ChannelCommand::Envelope {
+                    bytes: Bytes::from(vec![tx as u8; 10]),
+                    tx_id: format!("tx{tx}"),
+                    is_config: false,
+                }
+                .encode(),
+            }],
+        }))
+    }
+
+    /// Several commands in one write that cut and refill the batch must leave exactly
+    /// the new pending envelopes on disk (the write set deletes before it puts).
+    #[test]
+    fn pending_envelopes_survive_a_restart_after_cuts_within_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let directory = Arc::new(Directory::new(10));
+        let mut host = ChannelHost::load(store.clone(), directory.clone(), None).unwrap();
+        let config = BatchConfig {
+            max_message_count: 4,
+            ..BatchConfig::default()
+        };
+        let mut slot = 0;
+        let mut commit = |host: &mut ChannelHost, values: Vec<Value>| {
+            let mut write = WriteSet::default();
+            for value in values {
+                host.apply(slot, &value, &mut write);
+                slot += 1;
+            }
+            host.seal(&mut write);
+            write.applied_upto = Some(slot);
+            store.commit(write).unwrap();
+            host.committed();
+        };
+        let create = Value::Batch(Arc::new(crate::core::Batch {
+            time_ms: 0,
+            commands: vec![Command {
+                tag: Tag::Channel("demo".into()),
+                payload: ChannelCommand::Create { config }.encode(),
+            }],
+        }));
+        commit(&mut host, vec![create, envelope(1), envelope(2)]);
+        // One write: appends a third envelope, then a fourth fills the block (cut).
+        commit(&mut host, vec![envelope(3), envelope(4)]);
+        assert!(host.channels["demo"].ledger.pending().is_empty());
+        // Another: cut nothing, append two.
+        commit(&mut host, vec![envelope(5)]);
+        commit(
+            &mut host,
+            vec![
+                envelope(6),
+                envelope(7),
+                envelope(8),
+                envelope(9),
+                envelope(10),
+            ],
+        );
+        let before: Vec<Bytes> = host.channels["demo"].ledger.pending().to_vec();
+        assert_eq!(before.len(), 2);
+        let reloaded = ChannelHost::load(store.clone(), directory, None).unwrap();
+        assert_eq!(reloaded.channels["demo"].ledger.pending(), &before[..]);
+        assert_eq!(
+            reloaded.channels["demo"].ledger.tip(),
+            host.channels["demo"].ledger.tip()
+        );
     }
 
     #[test]

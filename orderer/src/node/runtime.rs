@@ -31,6 +31,9 @@ pub trait Application: Send {
     /// Applies one decided slot; durable changes go into `write`, which is committed
     /// atomically with the new apply point.
     fn apply(&mut self, slot: Slot, value: &Value, write: &mut WriteSet);
+    /// Called once after the last `apply` of a write, before it is committed: state
+    /// kept per write (rather than per slot) goes into `write` here.
+    fn seal(&mut self, write: &mut WriteSet);
     /// Everything applied so far is durable: answers that waited for it may go out.
     fn committed(&mut self);
     /// Commands this replica gave up on; their clients must be told to retry.
@@ -209,6 +212,7 @@ impl<A: Application, T: Transport> Runtime<A, T> {
         for (slot, value) in &ready.apply {
             self.app.apply(*slot, value, &mut write);
         }
+        self.app.seal(&mut write);
         if let Some((last, _)) = ready.apply.last() {
             write.applied_upto = Some(last + 1);
             self.stats.applied_slots += ready.apply.len() as u64;
