@@ -13,11 +13,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let well_known = protoc_bin_vendored::include_path()?;
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
+    // Maps as BTreeMaps: their encoding must not depend on hash order, or replicas that
+    // build the same config block would hash it differently.
+    config.btree_map(["."]);
 
     let protos = [
         proto_dir.join("common/common.proto"),
+        proto_dir.join("common/configtx.proto"),
         proto_dir.join("msp/identities.proto"),
         proto_dir.join("orderer/ab.proto"),
+        proto_dir.join("orderer/configuration.proto"),
         proto_dir.join("synod/channel.proto"),
         proto_dir.join("synod/replica.proto"),
     ];
