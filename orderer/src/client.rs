@@ -6,7 +6,7 @@ use proto::common::{ChannelHeader, Envelope, Header, HeaderType, Payload, Signat
 use proto::msp::SerializedIdentity;
 use proto::orderer::seek_info::SeekBehavior;
 use proto::orderer::seek_position::Type as Position;
-use proto::orderer::{SeekInfo, SeekNewest, SeekOldest, SeekPosition, SeekSpecified};
+use proto::orderer::{SeekInfo, SeekNewest, SeekPosition, SeekSpecified};
 use proto::prost::Message as _;
 
 use crate::node::envelope::transaction_id;
@@ -80,32 +80,6 @@ impl Signer {
         let seek = SeekInfo {
             start: Some(position(start)),
             stop: Some(position(stop)),
-            behavior: behavior as i32,
-            ..Default::default()
-        };
-        self.envelope(
-            channel,
-            HeaderType::DeliverSeekInfo,
-            seek.encode_to_vec(),
-            nonce,
-        )
-    }
-
-    /// A Deliver request from the oldest block on.
-    pub fn seek_from_oldest(
-        &self,
-        channel: &str,
-        stop: u64,
-        behavior: SeekBehavior,
-        nonce: [u8; 24],
-    ) -> Result<Envelope, ca::CaError> {
-        let seek = SeekInfo {
-            start: Some(SeekPosition {
-                r#type: Some(Position::Oldest(SeekOldest {})),
-            }),
-            stop: Some(SeekPosition {
-                r#type: Some(Position::Specified(SeekSpecified { number: stop })),
-            }),
             behavior: behavior as i32,
             ..Default::default()
         };
