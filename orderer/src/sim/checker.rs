@@ -2,7 +2,7 @@
 //! integrity (no command applied twice), in-order application, and liveness
 //! bookkeeping for the fault-free phase.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::core::{ReplicaId, Slot, Value};
@@ -32,6 +32,9 @@ pub struct Checker {
     /// Where each command was applied.
     command_slot: HashMap<CommandId, Slot>,
     submitted: HashMap<CommandId, Submitted>,
+    /// Per replica, the commands of live clients it has not applied yet, by submission
+    /// time: the crash stall counts only while one of them waits.
+    outstanding: Vec<BTreeSet<(u64, CommandId)>>,
     pub violations: Vec<String>,
     pub commands_applied: u64,
 }
@@ -50,7 +53,33 @@ fn value_digest(value: &Value) -> u64 {
 }
 
 impl Checker {
+    pub fn new(replicas: usize) -> Checker {
+        Checker {
+            outstanding: vec![BTreeSet::new(); replicas],
+            ..Checker::default()
+        }
+    }
+
+    /// Since when replica `replica` has had a live client's command waiting.
+    pub fn pending_since(&self, replica: ReplicaId) -> Option<u64> {
+        self.outstanding[replica as usize]
+            .first()
+            .map(|(at, _)| *at)
+    }
+
+    fn settle(&mut self, id: CommandId) {
+        if let Some(entry) = self.submitted.get(&id) {
+            let key = (entry.at_us, id);
+            for set in &mut self.outstanding {
+                set.remove(&key);
+            }
+        }
+    }
+
     pub fn submitted(&mut self, id: CommandId, origin: ReplicaId, at_us: u64) {
+        for set in &mut self.outstanding {
+            set.insert((at_us, id));
+        }
         self.submitted.insert(
             id,
             Submitted {
@@ -64,19 +93,26 @@ impl Checker {
 
     /// The origin refused the command; nobody waits for it.
     pub fn refused(&mut self, id: CommandId) {
+        self.settle(id);
         self.submitted.remove(&id);
     }
 
     /// Every command of `origin` still unanswered is lost to its client.
     pub fn orphan_pending_of(&mut self, origin: ReplicaId) {
-        for entry in self.submitted.values_mut() {
+        let mut lost = Vec::new();
+        for (id, entry) in self.submitted.iter_mut() {
             if entry.origin == origin && entry.applied_at_origin_us.is_none() {
                 entry.orphaned = true;
+                lost.push(*id);
             }
+        }
+        for id in lost {
+            self.settle(id);
         }
     }
 
     pub fn orphan(&mut self, id: CommandId) {
+        self.settle(id);
         if let Some(entry) = self.submitted.get_mut(&id) {
             entry.orphaned = true;
         }
@@ -122,6 +158,9 @@ impl Checker {
                 let Some(id) = command_id(&command.payload) else {
                     continue;
                 };
+                if let Some(entry) = self.submitted.get(&id) {
+                    self.outstanding[replica as usize].remove(&(entry.at_us, id));
+                }
                 if let Some(entry) = self.submitted.get_mut(&id) {
                     if entry.origin == replica && entry.applied_at_origin_us.is_none() {
                         entry.applied_at_origin_us = Some(now_us);

@@ -135,7 +135,7 @@ impl World {
             duplicate_probability: 0.0,
             phase: Phase::Chaos,
             next_command: 1,
-            checker: Checker::default(),
+            checker: Checker::new(n),
             measure_from_us: u64::MAX,
             measure_to_us: 0,
             max_stall_us: 0,
@@ -350,10 +350,11 @@ impl World {
             self.send(id, to, message);
         }
         for (slot, value) in ready.apply {
+            // The gap ends here, measured against what was waiting before this slot.
+            self.note_apply(id as usize);
             let node = &mut self.nodes[id as usize];
             self.checker
                 .apply(id, &mut node.app, slot, &value, self.now_us);
-            self.note_apply(id as usize);
         }
         for command in ready.abandoned {
             if let Some(cid) = command_id(&command.payload) {
@@ -427,6 +428,7 @@ impl World {
             }
             return;
         }
+        self.note_apply(id as usize);
         self.nodes[id as usize].app = source;
         self.checker
             .snapshot_installed(id, source.applied_upto, self.now_us);
@@ -435,7 +437,6 @@ impl World {
             .as_mut()
             .expect("checked above")
             .install_snapshot(self.now_us, source.applied_upto);
-        self.note_apply(id as usize);
         self.drive(id);
     }
 
@@ -450,10 +451,16 @@ impl World {
         if node.core.is_none() || self.measure_from_us == u64::MAX {
             return;
         }
+        // A stall is time in which nothing was applied although a live client's
+        // command was waiting.
+        let Some(pending_since) = self.checker.pending_since(id as ReplicaId) else {
+            return;
+        };
         let start = node
             .last_apply_us
             .max(node.up_since_us)
-            .max(self.measure_from_us);
+            .max(self.measure_from_us)
+            .max(pending_since);
         let end = at_us.min(self.measure_to_us);
         if end > start {
             if self.cfg.trace && end - start > self.cfg.core.suspect_after_us {
