@@ -116,8 +116,13 @@ fn read(path: &Path, what: &str) -> Result<String, NodeError> {
 impl NodeConfig {
     pub fn load(path: &Path) -> Result<NodeConfig, NodeError> {
         let text = read(path, "configuration")?;
-        let config: NodeConfig =
-            toml::from_str(&text).map_err(|e| NodeError(format!("{}: {e}", path.display())))?;
+        NodeConfig::parse(&text)
+            .map_err(|NodeError(why)| NodeError(format!("{}: {why}", path.display())))
+    }
+
+    /// Parses and checks a configuration (TOML).
+    pub fn parse(text: &str) -> Result<NodeConfig, NodeError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| NodeError(e.to_string()))?;
         config.core()?;
         Ok(config)
     }
@@ -302,4 +307,30 @@ pub async fn start_node(
         transport: Some(transport_handle),
         server,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample in `deploy/` is what operators copy: it must stay valid.
+    #[test]
+    fn the_deploy_sample_parses_and_describes_three_replicas() {
+        let sample = include_str!("../../../deploy/orderer0.toml");
+        let config = NodeConfig::parse(sample).unwrap();
+        assert_eq!((config.id, config.replicas, config.peers.len()), (0, 3, 2));
+        assert_eq!(config.core().unwrap().suspect_after_us, 300_000);
+        let round_trip = NodeConfig::parse(&config.to_toml()).unwrap();
+        assert_eq!(round_trip, config);
+    }
+
+    #[test]
+    fn inconsistent_configurations_are_refused_with_a_reason() {
+        let sample = include_str!("../../../deploy/orderer0.toml");
+        let wrong_size = sample.replace("replicas = 3", "replicas = 5");
+        let error = NodeConfig::parse(&wrong_size).unwrap_err();
+        assert!(error.0.contains("peers"), "{error}");
+        let missing = sample.replace("[signing]", "[signing_typo]");
+        assert!(NodeConfig::parse(&missing).is_err());
+    }
 }
