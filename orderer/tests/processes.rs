@@ -391,3 +391,54 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Revoking a client and dropping the new CRL into the nodes' MSP folders takes effect
+/// without restarting them.
+#[test]
+fn a_revoked_client_is_refused_without_a_restart() {
+    let dir: PathBuf = tempfile::tempdir().unwrap().keep();
+    let dir_arg = dir.to_str().unwrap().to_string();
+    let _cluster = spawn(&["dev", "--dir", &dir_arg], "client identity");
+    let client = Client::load(&dir);
+    let address = client_addresses(&dir)[0].clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let before = runtime.block_on(client.clone().broadcast(address.clone(), "demo", vec![1]));
+    assert_eq!(before[0].2, Status::Success);
+
+    let mut ca = ca::CertificateAuthority::load(&dir.join("ca")).unwrap();
+    let serials: Vec<ca::Serial> = ca
+        .certificates()
+        .iter()
+        .filter(|record| record.common_name == "client")
+        .map(|record| record.serial.clone())
+        .collect();
+    assert!(!serials.is_empty());
+    for serial in &serials {
+        ca.revoke(serial, ca::RevocationReason::KeyCompromise)
+            .unwrap();
+    }
+    let crl = ca.crl().unwrap();
+    for id in 0..REPLICAS {
+        let crls = dir.join(format!("orderer{id}/msp/crls"));
+        std::fs::create_dir_all(&crls).unwrap();
+        std::fs::write(crls.join("crl.pem"), &crl).unwrap();
+    }
+    // Nodes re-read their MSP folders every MEMBERSHIP_RELOAD_INTERVAL.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for attempt in 2.. {
+        let after = runtime.block_on(client.clone().broadcast(
+            address.clone(),
+            "demo",
+            vec![attempt],
+        ));
+        if after.first().map(|a| a.2) == Some(Status::Forbidden) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revoked client is still served: {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -151,6 +151,25 @@ impl NodeConfig {
     }
 }
 
+/// How often a node re-reads its trusted MSP folders, so that a new CRL or CA takes
+/// effect without a restart.
+pub const MEMBERSHIP_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Re-reads the trusted MSP folders every `every`. On a read error the previous trust
+/// stays in force (a botched edit must neither lock members out nor let revoked ones in).
+async fn reload_membership(membership: Arc<RwLock<Membership>>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let mut fresh = membership.read().expect("membership lock").clone();
+        match fresh.reload() {
+            Ok(()) => *membership.write().expect("membership lock") = fresh,
+            Err(e) => eprintln!("trusted MSPs not reloaded, keeping the previous ones: {e}"),
+        }
+    }
+}
+
 /// A running node; `stop` shuts it down.
 pub struct RunningNode {
     pub replica_addr: SocketAddr,
@@ -161,6 +180,7 @@ pub struct RunningNode {
     runtime: Option<JoinHandle<()>>,
     transport: Option<TransportHandle>,
     server: tokio::task::JoinHandle<()>,
+    reloader: tokio::task::JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -169,6 +189,7 @@ impl RunningNode {
     }
 
     pub async fn stop(mut self) {
+        self.reloader.abort();
         self.server.abort();
         if let Some(transport) = self.transport.take() {
             transport.shutdown().await;
@@ -268,6 +289,7 @@ pub async fn start_node(
         .map_err(|e| NodeError(format!("client listener: {e}")))?;
     let client_listener = tokio::net::TcpListener::from_std(client_listener)
         .map_err(|e| NodeError(format!("client listener: {e}")))?;
+    let reloaded = membership.clone();
     let service = AtomicBroadcastService::new(
         inbox.clone(),
         directory.clone(),
@@ -297,6 +319,7 @@ pub async fn start_node(
             eprintln!("AtomicBroadcast server stopped: {e}");
         }
     });
+    let reloader = tokio::spawn(reload_membership(reloaded, MEMBERSHIP_RELOAD_INTERVAL));
     Ok(RunningNode {
         replica_addr,
         client_addr,
@@ -306,6 +329,7 @@ pub async fn start_node(
         runtime: Some(runtime),
         transport: Some(transport_handle),
         server,
+        reloader,
     })
 }
 
