@@ -1,9 +1,13 @@
 //! Building the signed envelopes a Fabric client sends: transactions for Broadcast and
 //! seek requests for Deliver. Used by Synod's own tools and tests; Fabric's SDKs build
-//! the same bytes.
+//! the same bytes. Also reading a Deliver answer.
 
-use proto::common::{ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader};
+use proto::common::{
+    Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status,
+};
 use proto::msp::SerializedIdentity;
+use proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+use proto::orderer::deliver_response::Type as Delivered;
 use proto::orderer::seek_info::SeekBehavior;
 use proto::orderer::seek_position::Type as Position;
 use proto::orderer::{SeekInfo, SeekNewest, SeekPosition, SeekSpecified};
@@ -90,6 +94,29 @@ impl Signer {
             nonce,
         )
     }
+}
+
+/// Sends one Deliver request and reads its answer: the blocks, then the closing status.
+/// A stream that ends without a status is reported as `UNKNOWN`.
+pub async fn deliver(
+    client: &mut AtomicBroadcastClient<tonic::transport::Channel>,
+    seek: Envelope,
+) -> Result<(Vec<Block>, Status), tonic::Status> {
+    let mut responses = client
+        .deliver(tokio_stream::iter(vec![seek]))
+        .await?
+        .into_inner();
+    let mut blocks = Vec::new();
+    while let Some(response) = responses.message().await? {
+        match response.r#type {
+            Some(Delivered::Block(block)) => blocks.push(block),
+            Some(Delivered::Status(status)) => {
+                return Ok((blocks, Status::try_from(status).unwrap_or(Status::Unknown)));
+            }
+            None => {}
+        }
+    }
+    Ok((blocks, Status::Unknown))
 }
 
 fn now_timestamp() -> proto::prost_types::Timestamp {

@@ -13,14 +13,13 @@ use channel::{BatchConfig, ChannelCommand, verify_chain};
 use proto::common::{Block, Envelope, HeaderType, Status};
 use proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use proto::orderer::atomic_broadcast_server::AtomicBroadcastServer;
-use proto::orderer::deliver_response::Type as Delivered;
 use proto::orderer::seek_info::SeekBehavior;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use orderer::client::Signer;
 use orderer::core::{Command, Tag};
 use orderer::node::atomic_broadcast::{AtomicBroadcastService, ServiceLimits};
+use orderer::node::server::nodelay_incoming;
 use support::Cluster;
 
 fn signer(identity: &IssuedIdentity) -> Signer {
@@ -52,12 +51,7 @@ async fn serve(cluster: &Cluster, id: usize, membership: Arc<RwLock<Membership>>
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    // Nagle would hold every small response ~40 ms.
-    let incoming = TcpListenerStream::new(listener).map(|socket| {
-        let socket = socket?;
-        socket.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(socket)
-    });
+    let incoming = nodelay_incoming(listener);
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(AtomicBroadcastServer::new(service))
@@ -88,24 +82,12 @@ async fn broadcast(url: &str, envelopes: Vec<Envelope>) -> Vec<(Status, String)>
     answers
 }
 
-/// Delivers blocks `0..=stop` of `channel` from the node at `url`.
+/// Delivers what `seek` asks for from the node at `url`.
 async fn deliver(url: &str, seek: Envelope) -> (Vec<Block>, Status) {
     let mut client = AtomicBroadcastClient::connect(url.to_string())
         .await
         .unwrap();
-    let mut responses = client
-        .deliver(tokio_stream::iter(vec![seek]))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut blocks = Vec::new();
-    while let Some(response) = responses.next().await {
-        match response.unwrap().r#type.unwrap() {
-            Delivered::Block(block) => blocks.push(block),
-            Delivered::Status(status) => return (blocks, Status::try_from(status).unwrap()),
-        }
-    }
-    panic!("deliver stream ended without a status");
+    orderer::client::deliver(&mut client, seek).await.unwrap()
 }
 
 #[test]

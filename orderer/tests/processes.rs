@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use channel::verify_chain;
 use proto::common::{Block, HeaderType, Status};
 use proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
-use proto::orderer::deliver_response::Type as Delivered;
 use proto::orderer::seek_info::SeekBehavior;
 use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -166,22 +165,9 @@ impl Client {
                 nonce(u64::MAX),
             )
             .unwrap();
-        let mut responses = client
-            .deliver(tokio_stream::iter(vec![seek]))
-            .await
-            .unwrap()
-            .into_inner();
-        let mut blocks = Vec::new();
-        while let Some(response) = responses.next().await {
-            match response.unwrap().r#type.unwrap() {
-                Delivered::Block(block) => blocks.push(block),
-                Delivered::Status(status) => {
-                    assert_eq!(status, Status::Success as i32);
-                    return blocks;
-                }
-            }
-        }
-        panic!("deliver ended without status");
+        let (blocks, status) = orderer::client::deliver(&mut client, seek).await.unwrap();
+        assert_eq!(status, Status::Success);
+        blocks
     }
 }
 

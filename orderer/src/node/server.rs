@@ -170,6 +170,19 @@ async fn reload_membership(membership: Arc<RwLock<Membership>>, every: Duration)
     }
 }
 
+/// Accepted connections of `listener` with TCP_NODELAY set: tonic's
+/// `serve_with_incoming` does not set it, and Nagle would hold every small response
+/// about 40 ms.
+pub fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|socket| {
+        let socket = socket?;
+        socket.set_nodelay(true)?;
+        Ok(socket)
+    })
+}
+
 /// A running node; `stop` shuts it down.
 pub struct RunningNode {
     pub replica_addr: SocketAddr,
@@ -297,12 +310,7 @@ pub async fn start_node(
         store.clone(),
         ServiceLimits::default(),
     );
-    // Nagle would hold every small response ~40 ms: set TCP_NODELAY on accepted sockets.
-    let incoming = TcpListenerStream::new(client_listener).map(|socket| {
-        let socket = socket?;
-        socket.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(socket)
-    });
+    let incoming = nodelay_incoming(client_listener);
     let tls_config = ServerTlsConfig::new()
         .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
         .client_ca_root(Certificate::from_pem(&tls.ca_pem));
