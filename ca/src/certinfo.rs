@@ -43,6 +43,30 @@ pub(crate) fn roles(name: &X509Name<'_>) -> Vec<Role> {
     roles
 }
 
+/// The TLS purposes (serverAuth, clientAuth) a certificate's extended key usage names.
+/// A certificate without the extension has none: Fabric's signing certificates carry no
+/// EKU, TLS certificates do.
+pub(crate) struct TlsPurposes {
+    pub server_auth: bool,
+    pub client_auth: bool,
+}
+
+pub(crate) fn tls_purposes(cert: &X509Certificate<'_>) -> Result<TlsPurposes, String> {
+    let eku = cert
+        .extended_key_usage()
+        .map_err(|e| format!("extended key usage: {e}"))?;
+    Ok(eku.map_or(
+        TlsPurposes {
+            server_auth: false,
+            client_auth: false,
+        },
+        |eku| TlsPurposes {
+            server_auth: eku.value.server_auth,
+            client_auth: eku.value.client_auth,
+        },
+    ))
+}
+
 pub(crate) fn subject_key_id<'a>(cert: &'a X509Certificate<'_>) -> Option<&'a [u8]> {
     cert.extensions()
         .iter()

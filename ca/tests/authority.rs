@@ -90,6 +90,8 @@ fn certificate_profiles_follow_fabric() {
     let tls = X509Certificate::from_der(&id.tls.cert_der).unwrap().1;
     let eku = tls.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.server_auth && eku.client_auth);
+    let tls_subject = tls.subject().to_string();
+    assert!(tls_subject.contains("OU=orderer"), "{tls_subject}");
     let names: Vec<String> = tls
         .subject_alternative_name()
         .unwrap()

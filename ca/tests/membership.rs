@@ -192,12 +192,58 @@ fn roles_are_enforced() {
     );
     assert!(require_role(&client, &[Role::Client]).is_ok());
 
-    // TLS certificates carry no NodeOU, so they never pass as signing identities.
-    let tls = issue(&mut ca, Role::Admin, "admin").tls.cert_der;
+    // TLS certificates never pass as signing identities, nor signing certificates as TLS
+    // clients; a TLS client certificate carries its holder's role.
+    let admin = issue(&mut ca, Role::Admin, "admin");
     assert_eq!(
-        membership.verify(&tls, now()),
-        Err(MembershipError::MissingRole)
+        membership.verify(&admin.tls.cert_der, now()),
+        Err(MembershipError::TlsCertificate)
     );
+    assert_eq!(
+        membership.verify_for("Org1MSP", &admin.tls.cert_der, now()),
+        Err(MembershipError::TlsCertificate)
+    );
+    assert_eq!(
+        membership.verify_tls_client(&admin.signing.cert_der, now()),
+        Err(MembershipError::NotATlsClientCertificate)
+    );
+    let tls_client = membership
+        .verify_tls_client(&admin.tls.cert_der, now())
+        .unwrap();
+    assert_eq!(
+        (tls_client.role, tls_client.msp_id.as_str()),
+        (Role::Admin, "Org1MSP")
+    );
+    assert_eq!(tls_client.serial, admin.tls.serial);
+}
+
+#[test]
+fn tls_client_certificates_are_checked_like_any_member() {
+    let mut ca = authority("Org1MSP", Algo::P256);
+    let mut stranger = authority("Org1MSP", Algo::P256);
+    let admin = issue(&mut ca, Role::Admin, "admin");
+    ca.revoke(&admin.tls.serial, RevocationReason::KeyCompromise)
+        .unwrap();
+    let mut membership = trusting(&[&ca]);
+    assert!(
+        membership
+            .verify_tls_client(&admin.tls.cert_der, now())
+            .is_ok()
+    );
+    membership
+        .add_crl("Org1MSP", &pem_der(&ca.crl().unwrap()))
+        .unwrap();
+    assert_eq!(
+        membership.verify_tls_client(&admin.tls.cert_der, now()),
+        Err(MembershipError::Revoked {
+            serial: admin.tls.serial.clone()
+        })
+    );
+    let foreign = issue(&mut stranger, Role::Admin, "admin").tls.cert_der;
+    assert!(matches!(
+        membership.verify_tls_client(&foreign, now()),
+        Err(MembershipError::BadSignature | MembershipError::UnknownIssuer { .. })
+    ));
 }
 
 #[test]

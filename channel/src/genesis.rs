@@ -178,6 +178,101 @@ pub fn genesis_block(channel_id: &str, config: &BatchConfig) -> (Block, ChainTip
     (block, tip)
 }
 
+/// Largest genesis block a Join accepts: it travels through the ordered log as one
+/// command (Fabric's genesis blocks are tens of kilobytes).
+pub const MAX_JOIN_BLOCK_BYTES: usize = 512 * 1024;
+
+/// Fabric's longest channel name.
+pub const MAX_CHANNEL_NAME_BYTES: usize = 249;
+
+/// Fabric's channel naming rule: lowercase ASCII letters, digits, dots and dashes,
+/// starting with a letter, shorter than 250 characters.
+pub fn validate_channel_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_allowed =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    if !starts_with_letter || !rest_allowed || name.len() > MAX_CHANNEL_NAME_BYTES {
+        return Err(format!(
+            "channel name {name:?} is not allowed: it must match [a-z][a-z0-9.-]* and be at \
+             most {MAX_CHANNEL_NAME_BYTES} characters"
+        ));
+    }
+    Ok(())
+}
+
+/// A genesis block supplied to join a channel, as checked by [`parse_join_block`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoinBlock {
+    pub channel_id: String,
+    pub config: BatchConfig,
+    /// The tip after the block: height 1, its header hash, last config 0.
+    pub tip: ChainTip,
+}
+
+/// Checks that `bytes` is a channel's genesis block Synod can start a chain from: block
+/// number 0 whose data hash matches its data, holding exactly one CONFIG envelope for a
+/// validly named channel, whose `ConfigEnvelope` carries usable batch settings.
+/// Deterministic: every replica applying a Join reaches the same verdict.
+pub fn parse_join_block(bytes: &[u8]) -> Result<JoinBlock, String> {
+    if bytes.len() > MAX_JOIN_BLOCK_BYTES {
+        return Err(format!(
+            "the block has {} bytes; at most {MAX_JOIN_BLOCK_BYTES} are accepted",
+            bytes.len()
+        ));
+    }
+    let block = Block::decode(bytes).map_err(|e| format!("not a common.Block: {e}"))?;
+    let header = block.header.as_ref().ok_or("the block has no header")?;
+    if header.number != 0 {
+        return Err(format!(
+            "block {} is not a genesis block (number 0)",
+            header.number
+        ));
+    }
+    let data = block.data.as_ref().map_or(&[][..], |d| &d.data[..]);
+    if data_hash(data).as_slice() != header.data_hash.as_slice() {
+        return Err("the block's data hash does not match its data".into());
+    }
+    let [envelope] = data else {
+        return Err(format!(
+            "a genesis block holds exactly one envelope, this one {}",
+            data.len()
+        ));
+    };
+    let envelope =
+        Envelope::decode(&envelope[..]).map_err(|e| format!("malformed envelope: {e}"))?;
+    let payload =
+        Payload::decode(&envelope.payload[..]).map_err(|e| format!("malformed payload: {e}"))?;
+    let channel_header = payload
+        .header
+        .as_ref()
+        .ok_or("the envelope's payload has no header")
+        .and_then(|h| {
+            ChannelHeader::decode(&h.channel_header[..])
+                .map_err(|_| "malformed channel header in the envelope")
+        })?;
+    if channel_header.r#type != HeaderType::Config as i32 {
+        return Err(format!(
+            "the envelope has header type {}, a genesis block needs CONFIG ({})",
+            channel_header.r#type,
+            HeaderType::Config as i32
+        ));
+    }
+    validate_channel_name(&channel_header.channel_id)?;
+    let config_envelope = ConfigEnvelope::decode(&payload.data[..])
+        .map_err(|e| format!("malformed ConfigEnvelope: {e}"))?;
+    let config = batch_config_of(&config_envelope)?;
+    Ok(JoinBlock {
+        channel_id: channel_header.channel_id,
+        config,
+        tip: ChainTip {
+            height: 1,
+            last_hash: header_hash(0, &header.previous_hash, &header.data_hash).to_vec(),
+            last_config: 0,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +315,57 @@ mod tests {
         assert!(parse_duration_ms("2").is_err());
         assert!(parse_duration_ms("s").is_err());
         assert!(parse_duration_ms("2h").is_err());
+    }
+
+    #[test]
+    fn generated_genesis_blocks_join_and_broken_ones_are_refused_with_a_reason() {
+        let config = BatchConfig {
+            max_message_count: 7,
+            batch_timeout_ms: 250,
+            ..BatchConfig::default()
+        };
+        let (block, tip) = genesis_block("alpha.1-x", &config);
+        let joined = parse_join_block(&block.encode_to_vec()).unwrap();
+        assert_eq!(joined.channel_id, "alpha.1-x");
+        assert_eq!((joined.config, joined.tip), (config, tip));
+
+        let refused = |block: &Block| parse_join_block(&block.encode_to_vec()).unwrap_err();
+        let mut later = block.clone();
+        later.header.as_mut().unwrap().number = 3;
+        assert!(refused(&later).contains("genesis"));
+        let mut tampered = block.clone();
+        tampered.data.as_mut().unwrap().data[0].push(0);
+        assert!(refused(&tampered).contains("data hash"));
+        let mut two = block.clone();
+        two.data.as_mut().unwrap().data.push(Vec::new());
+        let hash = data_hash(&two.data.as_ref().unwrap().data).to_vec();
+        two.header.as_mut().unwrap().data_hash = hash;
+        assert!(refused(&two).contains("exactly one envelope"));
+        assert!(refused(&genesis_block("Bad_Name", &config).0).contains("not allowed"));
+        assert!(parse_join_block(b"\xff\xff not a block").is_err());
+        assert!(parse_join_block(&vec![0; MAX_JOIN_BLOCK_BYTES + 1]).is_err());
+
+        // A CONFIG envelope whose configuration lacks the batch settings.
+        let mut envelope = Envelope::decode(&block.data.as_ref().unwrap().data[0][..]).unwrap();
+        let mut payload = Payload::decode(&envelope.payload[..]).unwrap();
+        payload.data = ConfigEnvelope::default().encode_to_vec();
+        envelope.payload = payload.encode_to_vec();
+        let mut empty_config = block.clone();
+        empty_config.data.as_mut().unwrap().data[0] = envelope.encode_to_vec();
+        let hash = data_hash(&empty_config.data.as_ref().unwrap().data).to_vec();
+        empty_config.header.as_mut().unwrap().data_hash = hash;
+        assert!(refused(&empty_config).contains("Orderer group"));
+    }
+
+    #[test]
+    fn channel_names_follow_fabric() {
+        for good in ["a", "mychannel", "a.b-c9"] {
+            assert!(validate_channel_name(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(MAX_CHANNEL_NAME_BYTES + 1);
+        for bad in ["", "9a", "Abc", "a_b", "a/b", "a\0b", long.as_str()] {
+            assert!(validate_channel_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

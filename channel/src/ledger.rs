@@ -40,6 +40,12 @@ pub enum ChannelCommand {
     TimeToCut { block_number: u64 },
     /// Creates the channel with its genesis block (ignored if it exists).
     Create { config: BatchConfig },
+    /// Creates the channel from a genesis block supplied by an operator (a marshaled
+    /// `common.Block`, checked by `genesis::parse_join_block` where it is applied);
+    /// ignored if the channel exists.
+    Join { block: Bytes },
+    /// Drops the channel and everything stored for it.
+    Remove,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +55,7 @@ pub enum CommandError {
     Truncated,
     BadConfig(String),
     BadTxId,
+    TrailingBytes,
 }
 
 impl std::fmt::Display for CommandError {
@@ -59,6 +66,7 @@ impl std::fmt::Display for CommandError {
             CommandError::Truncated => write!(f, "truncated time-to-cut command"),
             CommandError::BadConfig(why) => write!(f, "bad channel configuration: {why}"),
             CommandError::BadTxId => write!(f, "malformed transaction id in channel command"),
+            CommandError::TrailingBytes => write!(f, "bytes after a channel command"),
         }
     }
 }
@@ -72,11 +80,14 @@ const KIND_ENVELOPE: u8 = 1;
 const KIND_CONFIG_ENVELOPE: u8 = 2;
 const KIND_TIME_TO_CUT: u8 = 3;
 const KIND_CREATE: u8 = 4;
+const KIND_JOIN: u8 = 5;
+const KIND_REMOVE: u8 = 6;
 
 impl ChannelCommand {
     /// The payload carried in the log: one kind byte, then for an envelope the length
     /// of its tx id (one byte), the tx id and the envelope; for Time-To-Cut the block
-    /// number (big-endian); for Create the configuration.
+    /// number (big-endian); for Create the configuration; for Join the block; for Remove
+    /// nothing.
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::new();
         match self {
@@ -107,6 +118,12 @@ impl ChannelCommand {
                 out.push(KIND_CREATE);
                 out.extend_from_slice(&config_to_pb(config).encode_to_vec());
             }
+            ChannelCommand::Join { block } => {
+                out.reserve(1 + block.len());
+                out.push(KIND_JOIN);
+                out.extend_from_slice(block);
+            }
+            ChannelCommand::Remove => out.push(KIND_REMOVE),
         }
         Bytes::from(out)
     }
@@ -138,6 +155,11 @@ impl ChannelCommand {
                     config: config_from_pb(&config).map_err(CommandError::BadConfig)?,
                 })
             }
+            KIND_JOIN => Ok(ChannelCommand::Join {
+                block: payload.slice(1..),
+            }),
+            KIND_REMOVE if rest.is_empty() => Ok(ChannelCommand::Remove),
+            KIND_REMOVE => Err(CommandError::TrailingBytes),
             other => Err(CommandError::UnknownKind(other)),
         }
     }
@@ -227,8 +249,11 @@ impl Ledger {
                     }
                 }
             }
-            // Creation is the host's business; for an existing chain it is a repeat.
-            ChannelCommand::Create { .. } => {}
+            // Creation and removal are the host's business; for an existing chain a
+            // creation is a repeat.
+            ChannelCommand::Create { .. }
+            | ChannelCommand::Join { .. }
+            | ChannelCommand::Remove => {}
             ChannelCommand::TimeToCut { block_number } => {
                 if block_number == self.tip.height {
                     let pending = self.cutter.cut();
@@ -350,6 +375,10 @@ mod tests {
             ChannelCommand::Create {
                 config: BatchConfig::default(),
             },
+            ChannelCommand::Join {
+                block: Bytes::from_static(b"any bytes: checked where applied"),
+            },
+            ChannelCommand::Remove,
         ] {
             assert_eq!(ChannelCommand::decode(&command.encode()), Ok(command));
         }
@@ -369,6 +398,10 @@ mod tests {
         assert_eq!(
             ChannelCommand::decode(&Bytes::from_static(&[1, 9, b'a'])),
             Err(CommandError::Truncated)
+        );
+        assert_eq!(
+            ChannelCommand::decode(&Bytes::from_static(&[6, 0])),
+            Err(CommandError::TrailingBytes)
         );
     }
 

@@ -310,6 +310,7 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
             frontier: *frontier,
         }),
         Record::Compact { below } => K::Compact(pb::CompactRecord { below: *below }),
+        Record::VoteFence { below } => K::VoteFence(pb::VoteFenceRecord { below: *below }),
     };
     pb::Record { kind: Some(kind) }.encode_to_vec()
 }
@@ -339,6 +340,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
             frontier: r.frontier,
         },
         K::Compact(r) => Record::Compact { below: r.below },
+        K::VoteFence(r) => Record::VoteFence { below: r.below },
     })
 }
 
@@ -461,6 +463,7 @@ mod tests {
             },
             Record::Frontier { frontier: 99 },
             Record::Compact { below: 64 },
+            Record::VoteFence { below: 3_000 },
         ];
         for record in records {
             assert_eq!(decode_record(&encode_record(&record)).unwrap(), record);

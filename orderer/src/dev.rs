@@ -1,13 +1,14 @@
 //! `orderer dev`: a complete three-node cluster on loopback from one command — its own
-//! CA and certificates, data directories, channel `demo` — for trying Synod and for
-//! tests. Run again with the same directory, it restarts the same cluster with its data.
+//! CA and certificates, client and admin identities, data directories, channel `demo` —
+//! for trying Synod and for tests. Run again with the same directory, it restarts the same cluster with its data.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ca::{Algo, CertificateAuthority, Role};
-use channel::{BatchConfig, ChannelCommand};
+use channel::{BatchConfig, ChannelCommand, genesis_block};
+use proto::prost::Message as _;
 
 use crate::core::{Command, Tag};
 use crate::node::runtime::{Input, offer};
@@ -37,6 +38,12 @@ pub fn client_dir(dir: &Path) -> PathBuf {
     dir.join("client")
 }
 
+/// Where the admin identity (Fabric MSP layout; its TLS certificate is what the channel
+/// participation API admits) of a dev cluster lives.
+pub fn admin_dir(dir: &Path) -> PathBuf {
+    dir.join("admin")
+}
+
 /// Creates the CA, identities and configurations of a new cluster in `dir`, with
 /// listeners on free loopback ports (kept in the configurations for restarts).
 fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
@@ -49,7 +56,7 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
     // Peers verify each other by name: the name is a SAN, next to the loopback ones.
     let sans = |name: &str| [name.to_string(), "localhost".into(), "127.0.0.1".into()];
     let mut ports = Vec::new();
-    for _ in 0..REPLICAS * 2 {
+    for _ in 0..REPLICAS * 3 {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(fail("cannot pick a free port"))?;
         ports.push(listener.local_addr().map_err(fail("local address"))?);
     }
@@ -75,6 +82,7 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
             data_dir: home.join("data"),
             replica_listen: ports[id],
             client_listen: ports[REPLICAS + id],
+            admin_listen: ports[2 * REPLICAS + id],
             peers,
             tls: TlsPaths {
                 cert: home.join("tls/server.crt"),
@@ -97,6 +105,10 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
         .issue(Role::Client, "client", &sans("client"), 365)
         .map_err(ca_error)?;
     client.write_msp(&client_dir(dir)).map_err(ca_error)?;
+    let admin = ca
+        .issue(Role::Admin, "admin", &sans("admin"), 365)
+        .map_err(ca_error)?;
+    admin.write_msp(&admin_dir(dir)).map_err(ca_error)?;
     for (id, config) in configs.iter().enumerate() {
         std::fs::write(config_path(dir, id), config.to_toml())
             .map_err(fail("cannot write a node configuration"))?;
@@ -120,9 +132,19 @@ pub async fn start(dir: &Path, channels: &[String]) -> Result<DevCluster, NodeEr
     } else {
         create(dir)?
     };
+    // Started together: a node with empty storage waits to hear from its peers before
+    // it votes, so starting one after the other would never get past the first.
+    let starting: Vec<_> = configs
+        .iter()
+        .cloned()
+        .map(|config| tokio::spawn(async move { start_node(&config, None, None).await }))
+        .collect();
     let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config, None, None).await?);
+    for started in starting {
+        let node = started
+            .await
+            .map_err(|e| NodeError(format!("a node failed to start: {e}")))??;
+        nodes.push(node);
     }
     let cluster = DevCluster {
         dir: dir.to_path_buf(),
@@ -136,9 +158,14 @@ pub async fn start(dir: &Path, channels: &[String]) -> Result<DevCluster, NodeEr
 }
 
 impl DevCluster {
-    /// Creates `name` through the ordered log (a no-op if it exists) and waits until
-    /// every node has it.
+    /// Joins `name` with a genesis block of Fabric's default batch settings, through
+    /// the ordered log as the participation API does (a no-op if it exists), and waits
+    /// until every node has it.
     pub async fn ensure_channel(&self, name: &str) -> Result<(), NodeError> {
+        channel::genesis::validate_channel_name(name).map_err(NodeError)?;
+        let block = genesis_block(name, &BatchConfig::default())
+            .0
+            .encode_to_vec();
         for _ in 0..300 {
             if self
                 .nodes
@@ -149,8 +176,8 @@ impl DevCluster {
             }
             let command = Command {
                 tag: Tag::Channel(name.into()),
-                payload: ChannelCommand::Create {
-                    config: BatchConfig::default(),
+                payload: ChannelCommand::Join {
+                    block: block.clone().into(),
                 }
                 .encode(),
             };
@@ -192,6 +219,27 @@ impl DevCluster {
             client_dir(&self.dir).display(),
             self.dir.join("ca").display()
         ));
+        out.push_str(&format!(
+            "  channel participation API (HTTPS, admin identity {}):\n",
+            admin_dir(&self.dir).display()
+        ));
+        for (node, config) in self.nodes.iter().zip(&self.configs) {
+            out.push_str(&format!("    orderer{}: {}\n", config.id, node.admin_addr));
+        }
+        out.push_str(&format!("  list channels: {}\n", self.admin_command(0)));
         out
+    }
+
+    /// The `orderer channel list` command line for node `id`'s participation API, with
+    /// the admin identity's TLS files.
+    pub fn admin_command(&self, id: usize) -> String {
+        let tls = admin_dir(&self.dir).join("tls");
+        format!(
+            "orderer channel list --endpoint {} --ca-file {} --client-cert {} --client-key {}",
+            self.nodes[id].admin_addr,
+            tls.join("ca.crt").display(),
+            tls.join("server.crt").display(),
+            tls.join("server.key").display()
+        )
     }
 }

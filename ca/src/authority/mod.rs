@@ -246,8 +246,15 @@ impl CertificateAuthority {
 
         let tls_key = keys::generate(algo)?;
         let tls_serial = Serial::random();
-        let tls_cert = profile::tls(&self.msp_id, common_name, sans, &tls_serial, &validity)
-            .signed_by(&tls_key, &self.issuer)?;
+        let tls_cert = profile::tls(
+            &self.msp_id,
+            role,
+            common_name,
+            sans,
+            &tls_serial,
+            &validity,
+        )
+        .signed_by(&tls_key, &self.issuer)?;
 
         for (serial, kind) in [
             (&sign_serial, CertificateKind::Signing),

@@ -70,16 +70,18 @@ pub(crate) fn signing(
 
 /// The TLS identity, usable on both ends of mutual TLS. keyEncipherment is left out although
 /// cryptogen sets it: it only means something for RSA key transport, and every key this CA
-/// issues is Ed25519 or ECDSA. No NodeOU either, so a TLS certificate can never pass as a
-/// signing identity.
+/// issues is Ed25519 or ECDSA. It carries the holder's NodeOU so that a server can authorise
+/// the TLS client itself (the channel participation API admits only admins); the TLS
+/// extended key usages are what keep it from passing as a signing identity.
 pub(crate) fn tls(
     msp_id: &str,
+    role: Role,
     common_name: &str,
     sans: Vec<SanType>,
     serial: &Serial,
     validity: &Validity,
 ) -> CertificateParams {
-    let mut params = base(serial, validity, subject(msp_id, None, common_name));
+    let mut params = base(serial, validity, subject(msp_id, Some(role), common_name));
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![

@@ -51,6 +51,11 @@ pub enum MembershipError {
     Revoked {
         serial: Serial,
     },
+    /// A TLS certificate (extended key usage serverAuth or clientAuth) offered as a signing
+    /// identity: a leaked TLS key must not let anyone sign messages.
+    TlsCertificate,
+    /// A certificate offered as a TLS client identity that does not allow clientAuth.
+    NotATlsClientCertificate,
     /// No NodeOU (`OU=orderer|peer|client|admin`) in the subject.
     MissingRole,
     /// More than one NodeOU: Fabric requires exactly one.
@@ -102,6 +107,12 @@ impl fmt::Display for MembershipError {
             }
             MembershipError::Revoked { serial } => {
                 write!(f, "certificate {serial} has been revoked")
+            }
+            MembershipError::TlsCertificate => {
+                f.write_str("a TLS certificate cannot be used as a signing identity")
+            }
+            MembershipError::NotATlsClientCertificate => {
+                f.write_str("the certificate is not issued for TLS client authentication")
             }
             MembershipError::MissingRole => f.write_str(
                 "certificate carries no role (expected OU=orderer, peer, client or admin)",

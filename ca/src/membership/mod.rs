@@ -111,7 +111,18 @@ impl Membership {
         cert_der: &[u8],
         now: SystemTime,
     ) -> Result<VerifiedIdentity, MembershipError> {
-        self.check(None, cert_der, now)
+        self.check(None, cert_der, now, Purpose::Signing)
+    }
+
+    /// Checks the certificate a TLS client presented (its TLS identity, carrying the
+    /// holder's NodeOU) against every trusted MSP, for servers that authorise the
+    /// connection itself rather than signed messages.
+    pub fn verify_tls_client(
+        &self,
+        cert_der: &[u8],
+        now: SystemTime,
+    ) -> Result<VerifiedIdentity, MembershipError> {
+        self.check(None, cert_der, now, Purpose::TlsClient)
     }
 
     /// Like [`verify`](Self::verify), for an identity that names its MSP (a Fabric
@@ -125,7 +136,7 @@ impl Membership {
         if !self.cas.iter().any(|ca| ca.msp_id == msp_id) {
             return Err(MembershipError::UnknownMsp(msp_id.to_owned()));
         }
-        self.check(Some(msp_id), cert_der, now)
+        self.check(Some(msp_id), cert_der, now, Purpose::Signing)
     }
 
     fn check(
@@ -133,10 +144,21 @@ impl Membership {
         claimed: Option<&str>,
         cert_der: &[u8],
         now: SystemTime,
+        purpose: Purpose,
     ) -> Result<VerifiedIdentity, MembershipError> {
         let cert = certinfo::parse(cert_der).map_err(MembershipError::Malformed)?;
         if cert.is_ca() {
             return Err(MembershipError::NotAnEndEntity);
+        }
+        let tls = certinfo::tls_purposes(&cert).map_err(MembershipError::Malformed)?;
+        match purpose {
+            Purpose::Signing if tls.server_auth || tls.client_auth => {
+                return Err(MembershipError::TlsCertificate);
+            }
+            Purpose::TlsClient if !tls.client_auth => {
+                return Err(MembershipError::NotATlsClientCertificate);
+            }
+            _ => {}
         }
         if cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok()
         {
@@ -222,6 +244,14 @@ impl Membership {
             not_after: from_unix_seconds(validity.not_after.timestamp()),
         })
     }
+}
+
+/// What a certificate is being verified for: signing and TLS certificates of one member
+/// use separate keys, and neither may stand in for the other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Signing,
+    TlsClient,
 }
 
 /// Accepts `identity` only in one of the `allowed` roles.

@@ -49,6 +49,18 @@ impl Acceptor {
         self.log_start
     }
 
+    /// A slot above every slot this acceptor promised or accepted.
+    pub fn horizon(&self) -> Slot {
+        let accepted = self.accepted.last_key_value().map_or(0, |(s, _)| s + 1);
+        let promised = self
+            .promises
+            .iter()
+            .filter_map(|lane| lane.last().map(|r| r.to))
+            .max()
+            .unwrap_or(0);
+        accepted.max(promised).max(self.log_start)
+    }
+
     fn promise_covering(&self, slot: Slot) -> Option<PromiseRange> {
         let lane = &self.promises[owner_of(slot, self.n) as usize];
         let idx = lane.partition_point(|r| r.from <= slot);
@@ -218,7 +230,7 @@ impl Acceptor {
                     self.accepted.insert(*slot, (owner, value.clone()));
                 }
             }
-            Record::Frontier { .. } => {}
+            Record::Frontier { .. } | Record::VoteFence { .. } => {}
             Record::Compact { below } => self.compact(*below),
         }
     }

@@ -59,6 +59,13 @@ impl Learner {
         self.log_start
     }
 
+    /// The highest slot this learner holds a decision or a vote for.
+    pub fn highest_known(&self) -> Option<Slot> {
+        let decided = self.decided.last_key_value().map(|(s, _)| *s);
+        let undecided = self.undecided.last_key_value().map(|(s, _)| *s);
+        decided.max(undecided)
+    }
+
     pub fn decided_value(&self, slot: Slot) -> Option<Value> {
         if let Some(value) = self.decided.get(&slot) {
             return Some(value.clone());

@@ -34,6 +34,9 @@ pub enum Record {
     Frontier { frontier: Slot },
     /// Everything below `below` is applied; records about lower slots may be dropped.
     Compact { below: Slot },
+    /// This replica lost its durable state once and must never vote (promise or
+    /// accept) in slots below `below`: it may have voted there before and forgotten.
+    VoteFence { below: Slot },
 }
 
 impl Record {
@@ -49,6 +52,9 @@ impl Record {
             // The newest compaction point must survive (restore starts from it); an
             // older one is dropped by the next compaction.
             Record::Compact { below } => *below,
+            // Needed until the compaction point passes it; from then on the acceptor
+            // refuses those slots as compacted anyway.
+            Record::VoteFence { below } => *below,
         }
     }
 }

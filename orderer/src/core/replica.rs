@@ -130,6 +130,11 @@ pub struct Core {
     /// When the apply point last moved (or the replica started).
     last_progress_us: u64,
     snapshot_requested_us: Option<u64>,
+    /// Never promise or accept below this slot (see `Record::VoteFence`).
+    vote_fence: Slot,
+    /// The applications' state is incomplete (an interrupted state transfer): hand
+    /// out nothing until a snapshot is installed.
+    apply_held: bool,
     fetch_turn: usize,
     ready: Ready,
     stats: Stats,
@@ -166,6 +171,8 @@ impl Core {
             last_periodic_us: now_us,
             last_progress_us: now_us,
             snapshot_requested_us: None,
+            vote_fence: 0,
+            apply_held: false,
             fetch_turn: 0,
             ready: Ready::default(),
             stats: Stats::default(),
@@ -222,6 +229,10 @@ impl Core {
                     }
                 }
                 Record::Frontier { frontier: f } => frontier = frontier.max(*f),
+                Record::VoteFence { below } => {
+                    core.vote_fence = core.vote_fence.max(*below);
+                    frontier = frontier.max(*below);
+                }
                 Record::Promise { lane, to, .. } if *lane == id => frontier = frontier.max(*to),
                 Record::Accept { slot, .. } if owner_of(*slot, n) == id => {
                     frontier = frontier.max(slot + 1)
@@ -230,10 +241,13 @@ impl Core {
             }
         }
         core.frontier = frontier;
+        // Below the vote fence this replica may have proposed and forgotten: it claims
+        // nothing about those own slots (peers recover them as stuck slots).
         core.noop_from = match core.last_proposed {
             Some(p) => p + 1,
             None => log_start,
-        };
+        }
+        .max(core.vote_fence);
         core.learner.note_lane_noops(id, core.noop_from, frontier);
         let own_ballot = Ballot::owner(id);
         for (slot, (value, prev)) in own {
@@ -265,6 +279,72 @@ impl Core {
         core.max_round_seen = core.acceptor.max_round();
         core.after_input();
         core
+    }
+
+    /// A replica that lost its durable state (or starts for the first time: it cannot
+    /// tell the difference) rejoining the cluster. `peer_horizons` are the
+    /// `vote_horizon`s of **every** other replica, asked after this one restarted: any
+    /// slot it may have voted or proposed in before lies below their maximum plus the
+    /// slots its own lane could have had in flight unseen, and it never votes there.
+    /// The fence is persisted with the first `Ready`. Applications start empty; the
+    /// replica catches up by fetching or by state transfer.
+    pub fn rejoin(cfg: Config, id: ReplicaId, peer_horizons: &[Slot], now_us: u64) -> Core {
+        assert_eq!(
+            peer_horizons.len() + 1,
+            cfg.replicas,
+            "a rejoin fence needs the horizon of every other replica"
+        );
+        let seen = peer_horizons.iter().copied().max().unwrap_or(0);
+        let fence = if seen == 0 {
+            // Nobody ever proposed, promised or accepted anything: a new cluster.
+            0
+        } else {
+            let unseen_own = (cfg.max_inflight_proposals as u64 + 1) * cfg.replicas as u64;
+            seen.saturating_add(unseen_own)
+        };
+        let mut core = Core::new(cfg, id, now_us);
+        core.vote_fence = fence;
+        core.frontier = fence;
+        core.noop_from = fence;
+        core.push_record(Record::VoteFence { below: fence });
+        core
+    }
+
+    /// A slot bound above every slot this replica knows to be in use: proposed,
+    /// promised, accepted or decided anywhere it has heard of. Published for peers
+    /// that rejoin after losing their state (`Core::rejoin`).
+    pub fn vote_horizon(&self) -> Slot {
+        let peers = self.peers.iter().map(|p| p.frontier.max(p.applied));
+        let revocations = self.revocations.values().map(|r| r.to);
+        peers
+            .chain(revocations)
+            .chain([
+                self.frontier,
+                self.vote_fence,
+                self.last_proposed.map_or(0, |p| p + 1),
+                self.learner.next_apply(),
+                self.learner.highest_known().map_or(0, |s| s + 1),
+                self.acceptor.horizon(),
+            ])
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Hand out no decided slot until `install_snapshot`: the applications' state is
+    /// incomplete (a state transfer was interrupted). Asks for a snapshot now.
+    pub fn hold_apply_until_snapshot(&mut self, now_us: u64) {
+        self.advance_clock(now_us);
+        self.apply_held = true;
+        self.request_snapshot(self.learner.next_apply());
+    }
+
+    /// Slots below this are never voted in by this replica (see `Record::VoteFence`).
+    pub fn vote_fence(&self) -> Slot {
+        self.vote_fence
+    }
+
+    pub fn apply_held(&self) -> bool {
+        self.apply_held
     }
 
     fn n(&self) -> usize {
@@ -435,7 +515,18 @@ impl Core {
     pub fn install_snapshot(&mut self, now_us: u64, applied_upto: Slot) {
         self.advance_clock(now_us);
         self.snapshot_requested_us = None;
+        if self.apply_held {
+            // A held replica's applications were rebuilt from a snapshot at its apply
+            // point or later; an older one would lose slots it already applied.
+            assert!(
+                applied_upto >= self.learner.next_apply(),
+                "snapshot at {applied_upto} below the held apply point {}",
+                self.learner.next_apply()
+            );
+            self.apply_held = false;
+        }
         if applied_upto <= self.learner.next_apply() {
+            self.after_input();
             return;
         }
         // Slots released but not yet handed out are inside the snapshot already.
@@ -574,7 +665,13 @@ impl Core {
             Ok(true),
             "own slot {slot} at or above the frontier must be free"
         );
-        let prev_proposed = self.last_proposed;
+        // Peers read `prev_proposed` as "my own slots in between are no-ops". Behind a
+        // vote fence this replica knows nothing of its slots below the fence, so it
+        // points at its last slot below the fence rather than claiming them all.
+        let prev_proposed = self.last_proposed.or_else(|| {
+            let fence_own = first_lane_slot_at_or_after(self.id, self.vote_fence, self.n());
+            fence_own.checked_sub(self.n() as u64)
+        });
         self.push_record(Record::OwnProposal {
             slot,
             prev_proposed,
@@ -676,6 +773,9 @@ impl Core {
         let mut all_noop = true;
         let mut refusal = None;
         for (slot, value) in entries {
+            if slot < self.vote_fence {
+                continue;
+            }
             match self.acceptor.accept(slot, ballot, &value) {
                 Ok(new) => {
                     all_noop &= value.is_noop();
@@ -751,6 +851,11 @@ impl Core {
             return;
         }
         self.max_round_seen = self.max_round_seen.max(ballot.round);
+        if first < self.vote_fence {
+            // It may have promised there before losing its state: stay silent, like a
+            // crashed acceptor.
+            return;
+        }
         match self.acceptor.prepare(ballot, lane, first, to) {
             Ok((accepted, record)) => {
                 self.push_record(record);
@@ -901,6 +1006,17 @@ impl Core {
         }
     }
 
+    /// Asks for a snapshot at or after `min_slot` from the next peer in turn.
+    fn request_snapshot(&mut self, min_slot: Slot) {
+        self.fetch_turn = (self.fetch_turn + 1) % self.n();
+        let mut peer = self.fetch_turn as ReplicaId;
+        if peer == self.id {
+            peer = (peer + 1) % self.n() as ReplicaId;
+        }
+        self.snapshot_requested_us = Some(self.now_us);
+        self.ready.snapshot_needed = Some(SnapshotRequest { peer, min_slot });
+    }
+
     // ----- revocation ---------------------------------------------------------------
 
     fn is_silent(&self, replica: ReplicaId) -> bool {
@@ -1019,14 +1135,21 @@ impl Core {
             round,
             replica: self.id,
         };
-        self.max_round_seen = round;
-        let accepted = match self.acceptor.prepare(ballot, lane, first, to) {
-            Ok((accepted, record)) => {
-                self.push_record(record);
-                accepted
+        // Behind its vote fence a replica's own promise could contradict one it gave
+        // and forgot: it revokes with promises from a majority of its peers alone.
+        let fenced = first < self.vote_fence;
+        let accepted = if fenced {
+            Vec::new()
+        } else {
+            match self.acceptor.prepare(ballot, lane, first, to) {
+                Ok((accepted, record)) => {
+                    self.push_record(record);
+                    accepted
+                }
+                Err(_) => return,
             }
-            Err(_) => return,
         };
+        self.max_round_seen = round;
         if lane == self.id {
             self.skip_to(to);
         }
@@ -1042,7 +1165,7 @@ impl Core {
                 from: first,
                 to,
                 phase: RevokePhase::Preparing {
-                    promised: 1 << self.id,
+                    promised: if fenced { 0 } else { 1 << self.id },
                     accepted: adopted,
                 },
                 last_sent_us: self.now_us,
@@ -1078,24 +1201,27 @@ impl Core {
             // Paxos: the highest-ballot value any promiser accepted, else nothing can
             // have been chosen and the slot becomes a no-op.
             let value = accepted.get(&slot).map_or(Value::Noop, |(_, v)| v.clone());
-            match self.acceptor.accept(slot, ballot, &value) {
-                Ok(new) => {
-                    if new {
-                        self.push_record(Record::Accept {
-                            slot,
-                            ballot,
-                            value: value.clone(),
-                        });
+            self.learner.note_proposal(slot, ballot, &value);
+            // Behind its vote fence the revoker only proposes; peers vote.
+            if slot >= self.vote_fence {
+                match self.acceptor.accept(slot, ballot, &value) {
+                    Ok(new) => {
+                        if new {
+                            self.push_record(Record::Accept {
+                                slot,
+                                ballot,
+                                value: value.clone(),
+                            });
+                        }
+                    }
+                    Err(_) => {
+                        // A higher ballot got here first; let it finish.
+                        self.revocations.remove(&lane);
+                        return;
                     }
                 }
-                Err(_) => {
-                    // A higher ballot got here first; let it finish.
-                    self.revocations.remove(&lane);
-                    return;
-                }
+                self.learner.note_vote(slot, ballot, self.id);
             }
-            self.learner.note_proposal(slot, ballot, &value);
-            self.learner.note_vote(slot, ballot, self.id);
             slots.push(slot);
             if value.is_noop() {
                 noop_slots.push((slot, value));
@@ -1243,7 +1369,15 @@ impl Core {
     fn after_input(&mut self) {
         let before = self.learner.next_apply();
         self.settle_own_proposals();
-        self.learner.take_applicable(&mut self.ready.apply);
+        if !self.apply_held {
+            self.learner.take_applicable(&mut self.ready.apply);
+        } else if self
+            .snapshot_requested_us
+            .is_none_or(|t| self.now_us >= t + self.cfg.stuck_after_us)
+        {
+            // The last transfer failed or its peer had nothing newer: try the next.
+            self.request_snapshot(self.learner.next_apply());
+        }
         if self.learner.next_apply() != before {
             self.last_progress_us = self.now_us;
         } else if !self.learner.has_work_above_apply_point() && self.own_inflight.is_empty() {

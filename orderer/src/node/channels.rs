@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use channel::block_hash::header_bytes;
-use channel::genesis::{config_from_pb, config_to_pb};
+use channel::genesis::{config_from_pb, config_to_pb, parse_join_block};
 use channel::{BatchConfig, ChainTip, ChannelCommand, Ledger, genesis_block};
 use proto::common::{
     Block, LastConfig, Metadata, MetadataSignature, OrdererBlockMetadata, SignatureHeader,
@@ -26,6 +26,13 @@ const TIP_PREFIX: &[u8] = b"tip/";
 const PENDING_PREFIX: &[u8] = b"pending/";
 const TX_PREFIX: &[u8] = b"tx/";
 const SIGNATURES_INDEX: usize = 0;
+
+/// Largest purge a `Remove` carries out (keys deleted, each with the store's per-entry
+/// overhead): it happens in one write, and the store refuses a write above its limit,
+/// which would stop the node on every replica. A channel holding more is refused,
+/// deterministically, and keeps running.
+pub const MAX_REMOVE_BYTES: usize = 16 << 20;
+const DELETE_OVERHEAD_BYTES: usize = 16;
 
 /// Key recording that `tx_id` was ordered on `channel` (Broadcast refuses a second
 /// envelope with the same id, and the apply path drops one that raced past it).
@@ -90,6 +97,49 @@ pub fn block_key(channel: &str, number: u64) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(&number.to_be_bytes());
     key
+}
+
+fn tx_prefix(channel: &str) -> Vec<u8> {
+    [TX_PREFIX, channel.as_bytes(), b"\0"].concat()
+}
+
+/// What deleting the block keys of a channel of `height` blocks costs against
+/// `MAX_REMOVE_BYTES`.
+pub fn block_purge_bytes(channel: &str, height: u64) -> usize {
+    let per_block = block_key(channel, 0).len() + DELETE_OVERHEAD_BYTES;
+    usize::try_from(height)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per_block)
+}
+
+/// The stored tx-index keys of `channel`, or `None` if they cost more than
+/// `budget_bytes` to delete.
+pub fn stored_tx_keys(
+    store: &Store,
+    channel: &str,
+    budget_bytes: usize,
+) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+    let prefix = tx_prefix(channel);
+    let mut end = prefix.clone();
+    // The prefix ends with the 0 separator: its successor ends with 1.
+    end[prefix.len() - 1] = 1;
+    let mut keys = Vec::new();
+    let mut bytes = 0usize;
+    let mut from = prefix;
+    loop {
+        let page = store.scan_range(Table::ChannelMeta, &from, Some(&end), 10_000)?;
+        for (key, _) in page.entries {
+            bytes += key.len() + DELETE_OVERHEAD_BYTES;
+            if bytes > budget_bytes {
+                return Ok(None);
+            }
+            keys.push(key);
+        }
+        match page.next_key {
+            Some(next) => from = next,
+            None => return Ok(Some(keys)),
+        }
+    }
 }
 
 fn tip_key(channel: &str) -> Vec<u8> {
@@ -158,6 +208,10 @@ pub struct ChannelStats {
     pub duplicate_envelopes: u64,
     /// Blocks stored unsigned because signing failed.
     pub signing_failures: u64,
+    /// Joins whose block was not a usable genesis block for the channel they name.
+    pub refused_joins: u64,
+    /// Removals of channels too large to purge in one write (see `MAX_REMOVE_BYTES`).
+    pub refused_removes: u64,
 }
 
 pub struct ChannelHost {
@@ -172,6 +226,14 @@ pub struct ChannelHost {
     fresh_tx_ids: HashSet<(String, String)>,
     /// Broadcast answers released once the write is durable.
     outcomes: Vec<(String, String, Outcome)>,
+    /// Channels removed in the write being prepared, in order (the directory drops them
+    /// once it is durable).
+    removed: Vec<String>,
+    /// The same as a set: their stored keys are already deleted in this write, so the
+    /// store no longer speaks for a channel of that name created again in it.
+    removed_in_write: HashSet<String>,
+    /// `MAX_REMOVE_BYTES`, lowered by tests.
+    max_remove_bytes: usize,
     stats: ChannelStats,
 }
 
@@ -237,6 +299,9 @@ impl ChannelHost {
             new_heights: Vec::new(),
             fresh_tx_ids: HashSet::new(),
             outcomes: Vec::new(),
+            removed: Vec::new(),
+            removed_in_write: HashSet::new(),
+            max_remove_bytes: MAX_REMOVE_BYTES,
             stats: ChannelStats::default(),
         })
     }
@@ -258,13 +323,37 @@ impl ChannelHost {
     }
 
     fn create(&mut self, name: &str, config: BatchConfig, write: &mut WriteSet) {
+        let (block, tip) = genesis_block(name, &config);
+        self.start_chain(name, config, tip, block.encode_to_vec(), write);
+    }
+
+    /// Starts `name` from an operator's genesis block, stored exactly as given so that
+    /// every replica holds the same block 0. The first Join or Create of a name wins;
+    /// later ones are repeats.
+    fn join(&mut self, name: &str, block: &Bytes, write: &mut WriteSet) {
         if self.channels.contains_key(name) {
             return;
         }
-        let (block, tip) = genesis_block(name, &config);
-        write
-            .puts
-            .push((Table::Blocks, block_key(name, 0), block.encode_to_vec()));
+        match parse_join_block(block) {
+            Ok(joined) if joined.channel_id == name => {
+                self.start_chain(name, joined.config, joined.tip, block.to_vec(), write);
+            }
+            _ => self.stats.refused_joins += 1,
+        }
+    }
+
+    fn start_chain(
+        &mut self,
+        name: &str,
+        config: BatchConfig,
+        tip: ChainTip,
+        block: Vec<u8>,
+        write: &mut WriteSet,
+    ) {
+        if self.channels.contains_key(name) {
+            return;
+        }
+        write.puts.push((Table::Blocks, block_key(name, 0), block));
         write
             .puts
             .push((Table::ChannelMeta, tip_key(name), encode_tip(&tip, &config)));
@@ -283,6 +372,66 @@ impl ChannelHost {
         );
     }
 
+    /// Drops `name` with its blocks, tip, pending envelopes and tx-id index. What it
+    /// deletes must not depend on how this replica grouped slots into writes: keys put
+    /// earlier in this write are taken out of it, and stored keys count only if no
+    /// earlier removal in this write deleted them already.
+    fn remove(&mut self, name: &str, write: &mut WriteSet) {
+        let Some(hosted) = self.channels.get(name) else {
+            self.stats.unknown_channel_commands += 1;
+            return;
+        };
+        let height = hosted.ledger.tip().height;
+        let persisted_pending = hosted.persisted_pending;
+        let fresh_bytes: usize = self
+            .fresh_tx_ids
+            .iter()
+            .filter(|(channel, _)| channel == name)
+            .map(|(_, tx_id)| tx_key(name, tx_id).len() + DELETE_OVERHEAD_BYTES)
+            .sum();
+        let budget = self
+            .max_remove_bytes
+            .checked_sub(block_purge_bytes(name, height))
+            .and_then(|left| left.checked_sub(fresh_bytes));
+        let stored = match budget {
+            Some(_) if self.removed_in_write.contains(name) => Some(Vec::new()),
+            // A read failure is treated as "too large": the store refuses writes after
+            // I/O errors, so this write never lands anyway.
+            Some(budget) => stored_tx_keys(&self.store, name, budget).unwrap_or(None),
+            None => None,
+        };
+        let Some(stored) = stored else {
+            self.stats.refused_removes += 1;
+            return;
+        };
+        for number in 0..height {
+            write.deletes.push((Table::Blocks, block_key(name, number)));
+        }
+        write.deletes.push((Table::ChannelMeta, tip_key(name)));
+        for index in 0..persisted_pending {
+            write
+                .deletes
+                .push((Table::ChannelMeta, pending_key(name, index)));
+        }
+        for key in stored {
+            write.deletes.push((Table::ChannelMeta, key));
+        }
+        let block_prefix = block_key(name, 0);
+        let block_prefix = &block_prefix[..block_prefix.len() - 8];
+        let tip = tip_key(name);
+        let txs = tx_prefix(name);
+        write.puts.retain(|(table, key, _)| match table {
+            Table::Blocks => !key.starts_with(block_prefix),
+            Table::ChannelMeta => *key != tip && !key.starts_with(&txs),
+            _ => true,
+        });
+        self.fresh_tx_ids.retain(|(channel, _)| channel != name);
+        self.new_heights.retain(|(channel, _)| channel != name);
+        self.channels.remove(name);
+        self.removed_in_write.insert(name.to_string());
+        self.removed.push(name.to_string());
+    }
+
     fn sign(&mut self, block: &mut Block, last_config: u64) {
         if let Some(signer) = &self.signer {
             if signer.sign(block, last_config).is_err() {
@@ -297,6 +446,9 @@ impl ChannelHost {
         if self.fresh_tx_ids.contains(&key) {
             return true;
         }
+        if self.removed_in_write.contains(name) {
+            return false;
+        }
         // A read failure here would make replicas diverge; the store refuses writes
         // after I/O errors anyway, so treat it as not seen and let the write fail.
         matches!(
@@ -306,9 +458,11 @@ impl ChannelHost {
     }
 
     fn apply_command(&mut self, name: &str, command: ChannelCommand, write: &mut WriteSet) {
-        if let ChannelCommand::Create { config } = command {
-            self.create(name, config, write);
-            return;
+        match &command {
+            ChannelCommand::Create { config } => return self.create(name, *config, write),
+            ChannelCommand::Join { block } => return self.join(name, block, write),
+            ChannelCommand::Remove => return self.remove(name, write),
+            ChannelCommand::Envelope { .. } | ChannelCommand::TimeToCut { .. } => {}
         }
         if !self.channels.contains_key(name) {
             self.stats.unknown_channel_commands += 1;
@@ -444,6 +598,12 @@ impl Application for ChannelHost {
     }
 
     fn committed(&mut self) {
+        // Removals first: a channel removed and created again in one write is published
+        // afresh below.
+        for name in self.removed.drain(..) {
+            self.directory.remove(&name);
+        }
+        self.removed_in_write.clear();
         for (name, height) in self.new_heights.drain(..) {
             if let Some(hosted) = self.channels.get(&name) {
                 self.directory
@@ -475,6 +635,24 @@ impl Application for ChannelHost {
 
     fn majority_reachable(&mut self, reachable: bool) {
         self.directory.set_majority_reachable(reachable);
+    }
+
+    fn reload(&mut self) -> Result<(), StoreError> {
+        let fresh = ChannelHost::load(
+            self.store.clone(),
+            self.directory.clone(),
+            self.signer.clone(),
+        )?;
+        // Channels the snapshot does not hold are gone here too.
+        for name in self.channels.keys() {
+            if !fresh.channels.contains_key(name) {
+                self.directory.remove(name);
+            }
+        }
+        let stats = std::mem::take(&mut self.stats);
+        *self = fresh;
+        self.stats = stats;
+        Ok(())
     }
 }
 
@@ -565,6 +743,191 @@ mod tests {
             reloaded.channels["demo"].ledger.tip(),
             host.channels["demo"].ledger.tip()
         );
+    }
+
+    fn on(channel: &str, command: ChannelCommand) -> Value {
+        Value::Batch(Arc::new(crate::core::Batch {
+            time_ms: 0,
+            commands: vec![Command {
+                tag: Tag::Channel(channel.into()),
+                payload: command.encode(),
+            }],
+        }))
+    }
+
+    fn join(channel: &str, max_message_count: u32) -> ChannelCommand {
+        let config = BatchConfig {
+            max_message_count,
+            ..BatchConfig::default()
+        };
+        ChannelCommand::Join {
+            block: genesis_block(channel, &config).0.encode_to_vec().into(),
+        }
+    }
+
+    fn table(store: &Store, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
+        store.scan(table, b"", 100_000).unwrap().entries
+    }
+
+    /// What the channel tables hold, the channels the directory publishes, and the
+    /// counters.
+    type GroupedRun = (
+        Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+        Vec<(String, u64)>,
+        ChannelStats,
+    );
+
+    /// Applies `values` in writes of the given sizes.
+    fn run_grouped(values: &[Value], sizes: &[usize]) -> GroupedRun {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let directory = Arc::new(Directory::new(10));
+        let mut host = ChannelHost::load(store.clone(), directory.clone(), None).unwrap();
+        let mut values = values.iter();
+        let mut slot = 0;
+        for size in sizes.iter().cycle() {
+            let chunk: Vec<&Value> = values.by_ref().take(*size).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let mut write = WriteSet::default();
+            for value in chunk {
+                host.apply(slot, value, &mut write);
+                slot += 1;
+            }
+            host.seal(&mut write);
+            write.applied_upto = Some(slot);
+            store.commit(write).unwrap();
+            host.committed();
+        }
+        let tables = vec![
+            table(&store, Table::Blocks),
+            table(&store, Table::ChannelMeta),
+        ];
+        // A restart sees what the running host saw.
+        let reloaded = ChannelHost::load(store.clone(), Arc::new(Directory::new(10)), None);
+        assert_eq!(reloaded.unwrap().channels(), host.channels());
+        (tables, directory.channel_names(), host.stats().clone())
+    }
+
+    /// Joining, removing and joining a channel again, with envelopes in between that
+    /// reuse tx ids of the removed incarnation, leaves the same store and channels
+    /// however the slots were grouped into writes.
+    #[test]
+    fn join_and_remove_are_the_same_whatever_the_write_grouping() {
+        let values = vec![
+            on("demo", join("demo", 3)),
+            envelope(1),
+            envelope(2),
+            envelope(3),
+            envelope(4),
+            on("demo", ChannelCommand::Remove),
+            on("demo", join("demo", 2)),
+            envelope(1),
+            envelope(5),
+            envelope(6),
+            on("demo", ChannelCommand::Remove),
+            on("demo", join("demo", 3)),
+            envelope(5),
+            on("other", join("other", 3)),
+            // Refused: the block names another channel, or it exists already.
+            on("third", join("other", 3)),
+            on("other", join("other", 9)),
+            on("nothing", ChannelCommand::Remove),
+        ];
+        let reference = run_grouped(&values, &[1]);
+        // Among them: a removal and a reuse of a stored tx id in one write.
+        for sizes in [&[values.len()][..], &[2], &[3, 1], &[5, 3], &[10, 3]] {
+            assert_eq!(
+                run_grouped(&values, sizes),
+                reference,
+                "writes of {sizes:?}"
+            );
+        }
+        let (tables, channels, stats) = reference;
+        assert_eq!(
+            channels,
+            vec![("demo".to_string(), 1), ("other".to_string(), 1)]
+        );
+        assert_eq!(stats.duplicate_envelopes, 0, "tx ids of a removed channel");
+        assert_eq!(
+            (stats.refused_joins, stats.unknown_channel_commands),
+            (1, 1)
+        );
+        // Block 0 is the joined block byte for byte; nothing of the earlier
+        // incarnations is left: one pending envelope, one tx id, one tip per channel.
+        let demo_genesis = match join("demo", 3) {
+            ChannelCommand::Join { block } => block.to_vec(),
+            _ => unreachable!(),
+        };
+        assert_eq!(tables[0].len(), 2);
+        assert_eq!(tables[0][0], (block_key("demo", 0), demo_genesis));
+        let meta_keys: Vec<&[u8]> = tables[1].iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(
+            meta_keys,
+            vec![
+                &pending_key("demo", 0)[..],
+                &tip_key("demo")[..],
+                &tip_key("other")[..],
+                &tx_key("demo", "tx5")[..],
+            ]
+        );
+    }
+
+    /// The purge budget counts blocks and tx ids whether they are stored or still in
+    /// the write being prepared, so every replica refuses or accepts alike.
+    #[test]
+    fn a_channel_too_large_to_purge_in_one_write_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut host =
+            ChannelHost::load(store.clone(), Arc::new(Directory::new(10)), None).unwrap();
+        // Three blocks (genesis and two of one envelope) and two tx ids.
+        let cost = block_purge_bytes("demo", 3) + 2 * (tx_key("demo", "tx1").len() + 16);
+        host.max_remove_bytes = cost - 1;
+        let mut slot = 0;
+        let mut commit = |host: &mut ChannelHost, values: Vec<Value>| {
+            let mut write = WriteSet::default();
+            for value in values {
+                host.apply(slot, &value, &mut write);
+                slot += 1;
+            }
+            host.seal(&mut write);
+            write.applied_upto = Some(slot);
+            store.commit(write).unwrap();
+            host.committed();
+        };
+        let remove = || on("demo", ChannelCommand::Remove);
+        // In the write that ordered the envelopes, then from the store.
+        commit(
+            &mut host,
+            vec![
+                on("demo", join("demo", 1)),
+                envelope(1),
+                envelope(2),
+                remove(),
+            ],
+        );
+        commit(&mut host, vec![remove()]);
+        assert_eq!(host.stats().refused_removes, 2);
+        assert_eq!(host.channels(), vec![("demo".to_string(), 3)]);
+        assert_eq!(
+            stored_tx_keys(&store, "demo", 1_000)
+                .unwrap()
+                .map(|k| k.len()),
+            Some(2)
+        );
+        assert_eq!(stored_tx_keys(&store, "demo", 10).unwrap(), None);
+        assert_eq!(
+            stored_tx_keys(&store, "dem", 1_000).unwrap(),
+            Some(Vec::new())
+        );
+
+        host.max_remove_bytes = cost;
+        commit(&mut host, vec![remove()]);
+        assert!(host.channels().is_empty());
+        assert!(table(&store, Table::Blocks).is_empty());
+        assert!(table(&store, Table::ChannelMeta).is_empty());
     }
 
     #[test]

@@ -37,6 +37,8 @@ type WaiterKey = (String, String);
 
 pub struct Directory {
     channels: RwLock<BTreeMap<String, Channel>>,
+    /// Bumped whenever a channel is added or removed, for callers waiting on that.
+    generation: watch::Sender<u64>,
     waiters: Mutex<HashMap<WaiterKey, oneshot::Sender<Outcome>>>,
     majority_reachable: AtomicBool,
     /// Bound on concurrent Broadcast waits, so clients cannot grow memory without limit.
@@ -47,6 +49,7 @@ impl Directory {
     pub fn new(max_waiters: usize) -> Directory {
         Directory {
             channels: RwLock::new(BTreeMap::new()),
+            generation: watch::channel(0).0,
             waiters: Mutex::new(HashMap::new()),
             majority_reachable: AtomicBool::new(true),
             max_waiters,
@@ -85,8 +88,22 @@ impl Directory {
                         height: sender,
                     },
                 );
+                self.generation.send_modify(|g| *g += 1);
             }
         }
+    }
+
+    /// Drops a channel; whoever waits on its height sees the channel closed.
+    pub fn remove(&self, name: &str) {
+        let mut channels = self.channels.write().expect("directory lock");
+        if channels.remove(name).is_some() {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Changes whenever a channel is added or removed.
+    pub fn subscribe_channel_set(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Registers interest in `tx_id` on `channel`; `None` if another call already
@@ -159,5 +176,27 @@ mod tests {
         assert_eq!(*view.height.borrow(), 5);
         assert_eq!(directory.channel_names(), vec![("demo".to_string(), 5)]);
         assert!(directory.channel("other").is_none());
+    }
+
+    #[test]
+    fn adding_and_removing_channels_is_announced() {
+        let directory = Directory::new(1);
+        let mut changes = directory.subscribe_channel_set();
+        directory.publish("demo", BatchConfig::default(), 1);
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        let view = directory.channel("demo").unwrap();
+        directory.publish("demo", BatchConfig::default(), 2);
+        assert!(
+            !changes.has_changed().unwrap(),
+            "a new height is no new channel"
+        );
+        directory.remove("demo");
+        assert!(changes.has_changed().unwrap());
+        assert!(directory.channel("demo").is_none());
+        assert!(
+            view.height.has_changed().is_err(),
+            "waiters on a removed channel are released"
+        );
     }
 }

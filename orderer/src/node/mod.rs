@@ -5,6 +5,8 @@ pub mod atomic_broadcast;
 pub mod channels;
 pub mod directory;
 pub mod envelope;
+pub mod participation;
 pub mod runtime;
 pub mod server;
+pub mod state_transfer;
 pub mod transport;

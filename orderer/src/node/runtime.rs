@@ -10,7 +10,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::codec::{DecodeError, decode_record, encode_record};
-use crate::core::{Command, Config, Core, Message, ProposeError, Record, ReplicaId, Slot, Value};
+use crate::core::{
+    Command, Config, Core, Message, ProposeError, Record, ReplicaId, Slot, SnapshotRequest, Value,
+};
+use crate::node::state_transfer::SnapshotFeed;
+use crate::node::transport::HorizonCell;
 use crate::storage::{RecordBytes, Store, StoreError, WriteSet};
 
 /// Inputs queued for the loop; bounded, so a flood of clients or peers cannot grow
@@ -43,6 +47,9 @@ pub trait Application: Send {
     /// Whether a majority of replicas was heard from recently (clients get a quick
     /// "unavailable" instead of a timeout when not).
     fn majority_reachable(&mut self, reachable: bool);
+    /// The store's application tables were replaced (state transfer): drop what is
+    /// cached and read them again.
+    fn reload(&mut self) -> Result<(), StoreError>;
 }
 
 pub enum Input {
@@ -52,6 +59,8 @@ pub enum Input {
         command: Command,
         answer: tokio::sync::oneshot::Sender<Result<(), ProposeError>>,
     },
+    /// A snapshot from a peer, arriving chunk by chunk.
+    Snapshot(SnapshotFeed),
     Stop,
 }
 
@@ -95,6 +104,16 @@ pub struct RuntimeStats {
     pub applied_slots: u64,
     /// Times the core asked for a snapshot (state transfer).
     pub snapshot_requests: u64,
+    pub snapshots_installed: u64,
+    pub snapshots_failed: u64,
+}
+
+/// How the loop takes part in state transfer (absent in tests without a network).
+pub struct StateTransferLink {
+    /// Where the vote horizon is published for peers.
+    pub horizon: Arc<HorizonCell>,
+    /// Takes the core's snapshot requests.
+    pub fetcher: tokio::sync::mpsc::Sender<SnapshotRequest>,
 }
 
 pub struct Runtime<A: Application, T: Transport> {
@@ -104,26 +123,44 @@ pub struct Runtime<A: Application, T: Transport> {
     transport: T,
     inbox: Receiver<Input>,
     stats: RuntimeStats,
+    state_transfer: Option<StateTransferLink>,
 }
 
 impl<A: Application, T: Transport> Runtime<A, T> {
-    /// Rebuilds the core from the store (empty for a new node).
+    /// Rebuilds the core from the store (empty for a new node). `rejoin_horizons`,
+    /// the vote horizons of every other replica, must be given for a store that holds
+    /// nothing (`Store::is_blank`): the replica then rejoins behind a vote fence.
     pub fn open(
         cfg: Config,
         id: ReplicaId,
         store: Arc<Store>,
-        app: A,
+        mut app: A,
         transport: T,
         inbox: Receiver<Input>,
+        rejoin_horizons: Option<&[Slot]>,
     ) -> Result<Self, RuntimeError> {
-        let recovered = store.recover()?;
-        let records = recovered
-            .records
-            .iter()
-            .map(|bytes| decode_record(bytes))
-            .collect::<Result<Vec<Record>, DecodeError>>()
-            .map_err(RuntimeError::CorruptLog)?;
-        let core = Core::restore(cfg, id, &records, recovered.applied_upto, wall_clock_us());
+        let now = wall_clock_us();
+        let mut core = match rejoin_horizons {
+            Some(horizons) => Core::rejoin(cfg, id, horizons, now),
+            None => {
+                let recovered = store.recover()?;
+                let records = recovered
+                    .records
+                    .iter()
+                    .map(|bytes| decode_record(bytes))
+                    .collect::<Result<Vec<Record>, DecodeError>>()
+                    .map_err(RuntimeError::CorruptLog)?;
+                Core::restore(cfg, id, &records, recovered.applied_upto, now)
+            }
+        };
+        if store.transfer_in_progress()? {
+            // The application tables are partial: empty them and apply nothing until a
+            // complete snapshot replaced them.
+            eprintln!("orderer{id}: an interrupted state transfer is started again");
+            store.begin_transfer()?;
+            app.reload()?;
+            core.hold_apply_until_snapshot(now);
+        }
         Ok(Runtime {
             core,
             store,
@@ -131,7 +168,14 @@ impl<A: Application, T: Transport> Runtime<A, T> {
             transport,
             inbox,
             stats: RuntimeStats::default(),
+            state_transfer: None,
         })
+    }
+
+    pub fn with_state_transfer(mut self, link: StateTransferLink) -> Self {
+        link.horizon.publish(self.core.vote_horizon());
+        self.state_transfer = Some(link);
+        self
     }
 
     pub fn stats(&self) -> &RuntimeStats {
@@ -152,13 +196,13 @@ impl<A: Application, T: Transport> Runtime<A, T> {
             let wait = Duration::from_micros(self.core.next_deadline_us().saturating_sub(now));
             let mut stop = false;
             match self.inbox.recv_timeout(wait) {
-                Ok(input) => stop |= self.handle(input),
+                Ok(input) => stop |= self.handle(input)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
             for _ in 0..MAX_INPUTS_PER_WRITE {
                 match self.inbox.try_recv() {
-                    Ok(input) => stop |= self.handle(input),
+                    Ok(input) => stop |= self.handle(input)?,
                     Err(_) => break,
                 }
             }
@@ -179,7 +223,7 @@ impl<A: Application, T: Transport> Runtime<A, T> {
     }
 
     /// Returns true on `Stop`.
-    fn handle(&mut self, input: Input) -> bool {
+    fn handle(&mut self, input: Input) -> Result<bool, RuntimeError> {
         self.stats.inputs += 1;
         match input {
             Input::Peer(message) => self.core.step(wall_clock_us(), message),
@@ -188,9 +232,69 @@ impl<A: Application, T: Transport> Runtime<A, T> {
                 // The client may have gone away; nothing to do then.
                 let _ = answer.send(result);
             }
-            Input::Stop => return true,
+            Input::Snapshot(feed) => {
+                // The core installs a snapshot only between two carried-out `Ready`s.
+                self.flush()?;
+                self.install_snapshot(feed)?;
+            }
+            Input::Stop => return Ok(true),
         }
-        false
+        Ok(false)
+    }
+
+    /// Replaces the applications' state by a peer's snapshot, if it is newer. Blocks
+    /// the loop while the chunks arrive: this replica is behind every peer anyway, and
+    /// the others keep deciding without its votes.
+    fn install_snapshot(&mut self, mut feed: SnapshotFeed) -> Result<(), RuntimeError> {
+        let id = self.core.id();
+        let next = self.core.applied();
+        let held = self.core.apply_held();
+        if feed.applied_upto < next || (feed.applied_upto == next && !held) {
+            // Nothing newer there; the core asks again if it still needs one.
+            if !held {
+                self.core.install_snapshot(wall_clock_us(), 0);
+            }
+            return Ok(());
+        }
+        self.store.begin_transfer()?;
+        let mut entries = 0u64;
+        let outcome = loop {
+            match feed.chunks.blocking_recv() {
+                Some(Ok((chunk, last))) => {
+                    self.store.ingest_transfer(&chunk)?;
+                    entries += chunk.len() as u64;
+                    if last {
+                        break Ok(());
+                    }
+                }
+                Some(Err(why)) => break Err(why),
+                None => break Err("the stream ended early".to_string()),
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                self.store.finish_transfer(feed.applied_upto)?;
+                self.app.reload()?;
+                self.core
+                    .install_snapshot(wall_clock_us(), feed.applied_upto);
+                self.stats.snapshots_installed += 1;
+                eprintln!(
+                    "orderer{id}: installed a snapshot from replica {} covering slots below {} ({entries} entries)",
+                    feed.peer, feed.applied_upto
+                );
+            }
+            Err(why) => {
+                // The tables are partial now: nothing may be applied onto them.
+                self.app.reload()?;
+                self.core.hold_apply_until_snapshot(wall_clock_us());
+                self.stats.snapshots_failed += 1;
+                eprintln!(
+                    "orderer{id}: snapshot from replica {} failed, asking again: {why}",
+                    feed.peer
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Carries out the core's `Ready`: one synced write, then messages and answers.
@@ -221,6 +325,11 @@ impl<A: Application, T: Transport> Runtime<A, T> {
             self.store.commit(write)?;
             self.stats.writes += 1;
         }
+        if let Some(link) = &self.state_transfer {
+            // Before this write's messages leave: no peer hears of a vote the
+            // published horizon does not cover.
+            link.horizon.publish(self.core.vote_horizon());
+        }
         let mut by_peer: BTreeMap<ReplicaId, Vec<Message>> = BTreeMap::new();
         for (to, message) in ready.messages {
             by_peer.entry(to).or_default().push(message);
@@ -232,8 +341,12 @@ impl<A: Application, T: Transport> Runtime<A, T> {
         if !ready.abandoned.is_empty() {
             self.app.abandoned(ready.abandoned);
         }
-        if ready.snapshot_needed.is_some() {
+        if let Some(request) = ready.snapshot_needed {
             self.stats.snapshot_requests += 1;
+            if let Some(link) = &self.state_transfer {
+                // Busy with one already: the core asks again if it still needs one.
+                let _ = link.fetcher.try_send(request);
+            }
         }
         Ok(())
     }

@@ -22,8 +22,11 @@ use crate::core::{Config, ReplicaId};
 use crate::node::atomic_broadcast::{AtomicBroadcastService, ServiceLimits};
 use crate::node::channels::{BlockSigner, ChannelHost};
 use crate::node::directory::Directory;
-use crate::node::runtime::{INBOX_CAPACITY, Input, Runtime};
-use crate::node::transport::{self, PeerEndpoint, TlsMaterial, TransportConfig, TransportHandle};
+use crate::node::runtime::{INBOX_CAPACITY, Input, Runtime, StateTransferLink};
+use crate::node::state_transfer::{rejoin_horizons, spawn_fetcher};
+use crate::node::transport::{
+    self, HorizonCell, PeerEndpoint, StateSource, TlsMaterial, TransportConfig, TransportHandle,
+};
 use crate::storage::Store;
 
 /// A node's configuration file (TOML).
@@ -37,6 +40,9 @@ pub struct NodeConfig {
     pub replica_listen: SocketAddr,
     /// AtomicBroadcast listener for peers and clients.
     pub client_listen: SocketAddr,
+    /// Channel participation API listener (HTTPS, mutual TLS, admins only; Fabric's
+    /// admin port is 7053).
+    pub admin_listen: SocketAddr,
     /// Every other replica.
     pub peers: Vec<PeerConfig>,
     /// This node's TLS identity and the CA its peers' and clients' TLS certificates
@@ -85,6 +91,13 @@ pub struct TrustedMsp {
 pub struct ConsensusTuning {
     pub tick_ms: u64,
     pub suspect_after_ms: u64,
+    /// Decided slots kept for lagging peers; one further behind takes a snapshot.
+    #[serde(default = "default_max_log_slots")]
+    pub max_log_slots: u64,
+}
+
+fn default_max_log_slots() -> u64 {
+    Config::lan(3).max_log_slots
 }
 
 impl Default for ConsensusTuning {
@@ -93,6 +106,7 @@ impl Default for ConsensusTuning {
         ConsensusTuning {
             tick_ms: lan.tick_us / 1000,
             suspect_after_ms: lan.suspect_after_us / 1000,
+            max_log_slots: lan.max_log_slots,
         }
     }
 }
@@ -136,6 +150,8 @@ impl NodeConfig {
         let mut core = Config::lan(self.replicas);
         core.tick_us = self.consensus.tick_ms * 1000;
         core.suspect_after_us = self.consensus.suspect_after_ms * 1000;
+        core.max_log_slots = self.consensus.max_log_slots;
+        core.compact_step_slots = core.compact_step_slots.min(core.max_log_slots / 4).max(1);
         core.revoke_backoff_us = core.suspect_after_us / 2;
         core.stuck_after_us = core.stuck_after_us.max(core.suspect_after_us * 2);
         core.validate().map_err(NodeError)?;
@@ -187,12 +203,14 @@ pub fn nodelay_incoming(
 pub struct RunningNode {
     pub replica_addr: SocketAddr,
     pub client_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub directory: Arc<Directory>,
     pub store: Arc<Store>,
     inbox: SyncSender<Input>,
     runtime: Option<JoinHandle<()>>,
     transport: Option<TransportHandle>,
     server: tokio::task::JoinHandle<()>,
+    admin: tokio::task::JoinHandle<()>,
     reloader: tokio::task::JoinHandle<()>,
 }
 
@@ -204,6 +222,7 @@ impl RunningNode {
     pub async fn stop(mut self) {
         self.reloader.abort();
         self.server.abort();
+        self.admin.abort();
         if let Some(transport) = self.transport.take() {
             transport.shutdown().await;
         }
@@ -222,6 +241,9 @@ pub async fn start_node(
     client_listener: Option<std::net::TcpListener>,
 ) -> Result<RunningNode, NodeError> {
     let core = config.core()?;
+    // Bound first: a node whose admin port is taken must not start without its API.
+    let admin_listener = std::net::TcpListener::bind(config.admin_listen)
+        .map_err(|e| NodeError(format!("admin listener {}: {e}", config.admin_listen)))?;
     let tls = TlsMaterial {
         cert_pem: read(&config.tls.cert, "TLS certificate")?,
         key_pem: read(&config.tls.key, "TLS key")?,
@@ -263,12 +285,45 @@ pub async fn start_node(
         .collect();
     let transport_config =
         TransportConfig::new(config.id, config.replica_listen, peers, tls.clone(), &core);
-    let (replica_transport, transport_handle) = match replica_listener {
-        Some(listener) => transport::start_on(transport_config, listener, inbox.clone()).await,
-        None => transport::start(transport_config, inbox.clone()).await,
+    let replica_listener = match replica_listener {
+        Some(listener) => listener,
+        None => std::net::TcpListener::bind(config.replica_listen)
+            .map_err(|e| NodeError(format!("replica listener {}: {e}", config.replica_listen)))?,
+    };
+    let horizon = Arc::new(HorizonCell::default());
+    let stats = store.stats();
+    let blank = stats.live_records == 0
+        && stats.applied_upto == 0
+        && !store
+            .transfer_in_progress()
+            .map_err(|e| NodeError(format!("store: {e}")))?;
+    if blank {
+        // Answer peers that rejoin at the same time (a new cluster) with "knows nothing"
+        // instead of keeping them waiting for this replica.
+        horizon.set_rejoining(0);
     }
+    let state = StateSource {
+        store: store.clone(),
+        horizon: horizon.clone(),
+    };
+    let (replica_transport, transport_handle) = transport::start_serving(
+        transport_config,
+        replica_listener,
+        inbox.clone(),
+        Some(state),
+    )
+    .await
     .map_err(|e| NodeError(format!("replica transport: {e}")))?;
     let replica_addr = transport_handle.local_addr();
+    let clients = transport_handle.peer_clients();
+    let rejoin_horizons = if blank {
+        // Empty storage: a new node, or one that lost its data directory. Either way it
+        // must not vote where it may have voted before.
+        Some(rejoin_horizons(&clients, &horizon, config.id).await)
+    } else {
+        None
+    };
+    let fetcher = spawn_fetcher(clients, inbox.clone(), config.id);
 
     let runtime = Runtime::open(
         core,
@@ -277,8 +332,10 @@ pub async fn start_node(
         host,
         replica_transport,
         receiver,
+        rejoin_horizons.as_deref(),
     )
-    .map_err(|e| NodeError(format!("consensus loop: {e}")))?;
+    .map_err(|e| NodeError(format!("consensus loop: {e}")))?
+    .with_state_transfer(StateTransferLink { horizon, fetcher });
     let runtime = std::thread::Builder::new()
         .name(format!("consensus-{}", config.id))
         .spawn(move || {
@@ -303,6 +360,15 @@ pub async fn start_node(
     let client_listener = tokio::net::TcpListener::from_std(client_listener)
         .map_err(|e| NodeError(format!("client listener: {e}")))?;
     let reloaded = membership.clone();
+    let admin_api = crate::node::participation::ParticipationApi::new(
+        inbox.clone(),
+        directory.clone(),
+        membership.clone(),
+        store.clone(),
+        crate::node::participation::ParticipationLimits::default(),
+    );
+    let (admin_addr, admin) = crate::node::participation::start(admin_listener, &tls, admin_api)
+        .map_err(|e| NodeError(format!("participation API: {e}")))?;
     let service = AtomicBroadcastService::new(
         inbox.clone(),
         directory.clone(),
@@ -338,6 +404,8 @@ pub async fn start_node(
         transport: Some(transport_handle),
         server,
         reloader,
+        admin_addr,
+        admin,
     })
 }
 

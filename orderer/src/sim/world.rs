@@ -524,7 +524,11 @@ impl World {
                     .filter(|id| self.nodes[*id as usize].core.is_none())
                     .collect();
                 if let Some(id) = self.rng.pick(&down) {
-                    self.restart(id);
+                    if self.cfg.blank_restarts && self.rng.chance(0.2) {
+                        self.restart_blank(id);
+                    } else {
+                        self.restart(id);
+                    }
                 }
             }
             28..=35 => {
@@ -579,6 +583,43 @@ impl World {
         }
         let applied: Slot = node.app.applied_upto;
         node.core = Some(Core::restore(cfg, id, &node.durable, applied, now));
+        node.up_since_us = now;
+        node.last_apply_us = now;
+        self.drive(id);
+    }
+
+    /// Restarts `id` with its storage lost: it rejoins behind a vote fence computed
+    /// from every other replica's vote horizon, so only while all of them are up.
+    /// Messages its previous incarnation sent may still be in flight. Storage loss
+    /// counts against f like a crash: a second one is simulated only once every
+    /// earlier fence is settled (applied past), because slots below two fences of
+    /// n = 3 can lose a value chosen by the two forgotten votes.
+    fn restart_blank(&mut self, id: ReplicaId) {
+        let horizons: Option<Vec<Slot>> = (0..self.n() as ReplicaId)
+            .filter(|r| *r != id)
+            .map(|r| {
+                let core = self.nodes[r as usize].core.as_ref()?;
+                (core.applied() >= core.vote_fence()).then(|| core.vote_horizon())
+            })
+            .collect();
+        let Some(horizons) = horizons else {
+            return;
+        };
+        if self.nodes[id as usize].core.is_some() {
+            return;
+        }
+        if self.cfg.trace {
+            eprintln!(
+                "{} ms: replica {id} restarts with blank storage, peer horizons {horizons:?}",
+                self.now_us / 1000
+            );
+        }
+        let now = self.now_us;
+        let cfg = self.cfg.core.clone();
+        let node = &mut self.nodes[id as usize];
+        node.durable.clear();
+        node.app = AppState::default();
+        node.core = Some(Core::rejoin(cfg, id, &horizons, now));
         node.up_since_us = now;
         node.last_apply_us = now;
         self.drive(id);

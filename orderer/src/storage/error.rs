@@ -31,6 +31,8 @@ pub enum StoreError {
         path: PathBuf,
         source: rocksdb::Error,
     },
+    /// The application tables are being replaced by a state transfer.
+    TransferInProgress { path: PathBuf },
     /// The database holds data this code never writes.
     Corrupt { path: PathBuf, what: String },
     /// The database was written by an incompatible version of this store.
@@ -80,6 +82,11 @@ impl fmt::Display for StoreError {
             StoreError::Write { path, source } => write!(
                 f,
                 "store at {}: synced write failed: {source}",
+                path.display()
+            ),
+            StoreError::TransferInProgress { path } => write!(
+                f,
+                "store at {}: its application state is being replaced by a state transfer",
                 path.display()
             ),
             StoreError::Corrupt { path, what } => {

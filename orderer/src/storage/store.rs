@@ -23,6 +23,9 @@ const META_COMPACTED: &[u8] = b"compacted_below";
 /// (the last record key alone would then no longer tell where the sequence stood).
 const META_SEQ_FLOOR: &[u8] = b"seq_floor";
 const META_LIVE: &[u8] = b"live_records";
+/// Present while the application tables are being replaced by a state transfer: they
+/// are incomplete until it is gone.
+const META_TRANSFER: &[u8] = b"transfer_in_progress";
 
 /// What each write-set entry costs beyond its payload when checking the write limit,
 /// so many tiny entries cannot slip past a limit stated in bytes.
@@ -41,6 +44,10 @@ pub enum Table {
 
 impl Table {
     pub const ALL: [Table; 3] = [Table::Blocks, Table::ChannelMeta, Table::Notary];
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
 
     /// The column family name; part of the on-disk format.
     pub fn name(self) -> &'static str {
@@ -390,6 +397,130 @@ impl Store {
             });
         }
         state.stats = new;
+        Ok(())
+    }
+
+    /// Streams a consistent copy of every application table and the apply point it
+    /// matches (read from one RocksDB snapshot), in chunks of about `chunk_bytes`.
+    /// `emit(applied_upto, entries, last)` returns false to stop early. Refused while
+    /// this store's own tables are being replaced.
+    pub fn export_applications(
+        &self,
+        chunk_bytes: usize,
+        mut emit: impl FnMut(u64, Vec<(Table, Vec<u8>, Vec<u8>)>, bool) -> bool,
+    ) -> Result<(), StoreError> {
+        let meta_cf = self.cf(CF_META)?;
+        let snapshot = self.db.snapshot();
+        let read_meta = |key: &[u8], what: &'static str| {
+            snapshot
+                .get_cf(meta_cf, key)
+                .map_err(|source| self.read_error(what, source))
+        };
+        if read_meta(META_TRANSFER, "transfer marker")?.is_some() {
+            return Err(StoreError::TransferInProgress {
+                path: self.path.clone(),
+            });
+        }
+        let applied_upto = match read_meta(META_APPLIED, "apply point")? {
+            Some(bytes) => self.decode_u64(&bytes, "apply point")?,
+            None => 0,
+        };
+        let mut chunk = Vec::new();
+        let mut bytes = 0usize;
+        for table in Table::ALL {
+            for item in snapshot.iterator_cf(self.cf(table.name())?, IteratorMode::Start) {
+                let (key, value) = item.map_err(|source| self.read_error(table.name(), source))?;
+                bytes += key.len() + value.len();
+                chunk.push((table, key.into_vec(), value.into_vec()));
+                if bytes >= chunk_bytes {
+                    if !emit(applied_upto, std::mem::take(&mut chunk), false) {
+                        return Ok(());
+                    }
+                    bytes = 0;
+                }
+            }
+        }
+        emit(applied_upto, chunk, true);
+        Ok(())
+    }
+
+    /// Whether a state transfer was interrupted: the application tables are then
+    /// incomplete and must be replaced again before anything is applied.
+    pub fn transfer_in_progress(&self) -> Result<bool, StoreError> {
+        let value = self
+            .db
+            .get_cf(self.cf(CF_META)?, META_TRANSFER)
+            .map_err(|source| self.read_error("transfer marker", source))?;
+        Ok(value.is_some())
+    }
+
+    /// Starts replacing the application tables: marks the transfer and empties every
+    /// table, in one synced write. The core's records and the apply point stay.
+    pub fn begin_transfer(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META)?, META_TRANSFER, []);
+        // Keys are at most `max_key_bytes` long, so this bound is above every key.
+        let end = vec![0xff; self.cfg.max_key_bytes + 1];
+        for table in Table::ALL {
+            batch.delete_range_cf(self.cf(table.name())?, b"".as_slice(), end.as_slice());
+        }
+        self.write_transfer(batch, true)
+    }
+
+    /// Adds entries of a snapshot being transferred. Not synced on its own: the synced
+    /// `finish_transfer` makes every earlier write durable, and a crash before it
+    /// leaves the marker, which makes the next start discard them.
+    pub fn ingest_transfer(&self, entries: &[(Table, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (table, key, value) in entries {
+            if key.len() > self.cfg.max_key_bytes {
+                return Err(StoreError::KeyTooLarge {
+                    table: *table,
+                    bytes: key.len(),
+                    max_bytes: self.cfg.max_key_bytes,
+                });
+            }
+            batch.put_cf(self.cf(table.name())?, key, value);
+        }
+        self.write_transfer(batch, false)
+    }
+
+    /// Completes a transfer: the application tables now match `applied_upto`.
+    pub fn finish_transfer(&self, applied_upto: u64) -> Result<(), StoreError> {
+        let meta_cf = self.cf(CF_META)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(meta_cf, META_TRANSFER);
+        batch.put_cf(meta_cf, META_APPLIED, applied_upto.to_be_bytes());
+        {
+            let state = self.lock();
+            if applied_upto < state.stats.applied_upto {
+                return Err(StoreError::ApplyPointRegressed {
+                    stored: state.stats.applied_upto,
+                    requested: applied_upto,
+                });
+            }
+        }
+        self.write_transfer(batch, true)?;
+        self.lock().stats.applied_upto = applied_upto;
+        Ok(())
+    }
+
+    fn write_transfer(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.failed {
+            return Err(StoreError::Failed {
+                path: self.path.clone(),
+            });
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        if let Err(source) = self.db.write_opt(batch, &opts) {
+            state.failed = true;
+            return Err(StoreError::Write {
+                path: self.path.clone(),
+                source,
+            });
+        }
         Ok(())
     }
 

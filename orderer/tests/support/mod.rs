@@ -88,6 +88,7 @@ impl Cluster {
             host,
             transport,
             receiver,
+            None,
         )
         .unwrap();
         let thread = std::thread::spawn(move || {

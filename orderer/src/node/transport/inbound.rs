@@ -236,6 +236,23 @@ struct ExchangeService {
     shutdown: watch::Receiver<bool>,
 }
 
+impl ExchangeService {
+    /// State is served to replicas of the configuration only, and only if this
+    /// transport serves any.
+    fn state_for<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if request.extensions().get::<PeerInfo>().is_none() {
+            bump(&self.shared.stats.refused_identity, 1);
+            return Err(Status::unauthenticated("no replica certificate"));
+        }
+        if self.shared.state.is_none() {
+            return Err(Status::unimplemented(
+                "this replica serves no state transfer",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A frame the codec refused (too large, malformed), as opposed to a stream that broke.
 pub(super) fn is_refused_frame(status: &Status) -> bool {
     matches!(status.code(), Code::OutOfRange | Code::Internal)
@@ -246,6 +263,28 @@ impl Replica for ExchangeService {
     /// Nothing is sent back on it: it stays open while the peer's stream is served, and
     /// ends (with the reason, if a frame was refused) when serving stops.
     type ExchangeStream = ReceiverStream<Result<pb::Frame, Status>>;
+    type SnapshotStream = ReceiverStream<Result<pb::SnapshotChunk, Status>>;
+
+    async fn horizon(
+        &self,
+        request: Request<pb::HorizonRequest>,
+    ) -> Result<Response<pb::HorizonReply>, Status> {
+        self.state_for(&request)?;
+        let state = self.shared.state.as_ref().expect("checked by state_for");
+        state
+            .horizon_reply(request.get_ref().attempt)
+            .map(Response::new)
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.state_for(&request)?;
+        let state = self.shared.state.as_ref().expect("checked by state_for");
+        let chunks = state.snapshot(request.get_ref().min_slot);
+        Ok(Response::new(ReceiverStream::new(chunks)))
+    }
 
     async fn exchange(
         &self,

@@ -12,7 +12,10 @@
 
 mod inbound;
 mod outbound;
+mod state;
 mod tls;
+
+pub use state::{HorizonCell, PeerClients, SNAPSHOT_CHUNK_BYTES, StateSource};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -252,6 +255,8 @@ impl Counters {
 struct Shared {
     stats: Counters,
     inbox: SyncSender<Input>,
+    /// Served to peers for state transfer; `None` serves none (tests of the transport).
+    state: Option<StateSource>,
 }
 
 impl Shared {
@@ -325,6 +330,7 @@ impl Transport for ReplicaTransport {
 /// waits until they are gone.
 pub struct TransportHandle {
     local_addr: SocketAddr,
+    clients: PeerClients,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -339,6 +345,11 @@ impl TransportHandle {
 
     pub fn stats(&self) -> TransportStats {
         self.shared.stats.snapshot()
+    }
+
+    /// Clients for one-off calls to peers (state transfer).
+    pub fn peer_clients(&self) -> PeerClients {
+        self.clients.clone()
     }
 
     /// Closes the listener and every connection, and waits for all tasks to end.
@@ -390,6 +401,16 @@ pub async fn start_on(
     listener: std::net::TcpListener,
     inbox: SyncSender<Input>,
 ) -> Result<(ReplicaTransport, TransportHandle), TransportError> {
+    start_serving(config, listener, inbox, None).await
+}
+
+/// Like [`start_on`], also serving `state` to peers (state transfer).
+pub async fn start_serving(
+    config: TransportConfig,
+    listener: std::net::TcpListener,
+    inbox: SyncSender<Input>,
+    state: Option<StateSource>,
+) -> Result<(ReplicaTransport, TransportHandle), TransportError> {
     config.validate()?;
     let bind_error = |source| TransportError::Bind {
         address: config.listen,
@@ -408,9 +429,17 @@ pub async fn start_on(
         links.push(outbound::Link::new(&config, peer)?);
     }
 
+    let clients = PeerClients {
+        endpoints: links
+            .iter()
+            .map(|l| (l.peer(), l.endpoint().clone()))
+            .collect(),
+        max_frame_bytes: config.max_frame_bytes,
+    };
     let shared = Arc::new(Shared {
         stats: Counters::default(),
         inbox,
+        state,
     });
     let (shutdown, watcher) = watch::channel(false);
     let streams = StreamTasks::default();
@@ -444,6 +473,7 @@ pub async fn start_on(
     };
     let handle = TransportHandle {
         local_addr,
+        clients,
         shared,
         shutdown,
         tasks,

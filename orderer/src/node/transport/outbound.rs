@@ -57,6 +57,10 @@ impl Link {
         self.peer
     }
 
+    pub(super) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     /// Connects, serves the stream until it breaks, and reconnects, until shutdown.
     pub(super) async fn run(
         self,

@@ -1,0 +1,884 @@
+//! Fabric's channel participation API (`/participation/v1/channels`, what `osnadmin
+//! channel` talks to), served over HTTPS with mutual TLS to members in the admin role.
+//!
+//! Synod orders every channel on one log, so joining and removing are cluster-wide:
+//! a join proposes the genesis block as an ordered command and every replica starts the
+//! channel from exactly that block; a removal is ordered the same way. Posting the
+//! genesis block of an existing channel again answers 200 when it is the same block, so
+//! that Fabric's "join every orderer" runbook succeeds on every node, and 409 when it
+//! differs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use ca::{Membership, Role, require_role};
+use channel::ChannelCommand;
+use channel::genesis::{MAX_JOIN_BLOCK_BYTES, parse_join_block, validate_channel_name};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig, version};
+
+use crate::core::{Command, Tag};
+use crate::node::channels::{MAX_REMOVE_BYTES, block_key, block_purge_bytes, stored_tx_keys};
+use crate::node::directory::Directory;
+use crate::node::runtime::{Input, offer};
+use crate::node::transport::TlsMaterial;
+use crate::storage::{Store, Table};
+
+/// The collection every endpoint lives under.
+pub const CHANNELS_PATH: &str = "/participation/v1/channels";
+
+/// The form field Fabric's `osnadmin channel join` puts the config block in.
+pub const CONFIG_BLOCK_FIELD: &str = "config-block";
+
+/// Every channel is ordered by every node of the cluster.
+const CONSENSUS_RELATION: &str = "consenter";
+const STATUS_ACTIVE: &str = "active";
+
+/// A TLS handshake slower than this is given up: it holds a task and a socket.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this long whatever it does, so that kept-alive
+/// connections cannot hold every connection slot.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Fabric's `ChannelList`. Synod has no system channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelList {
+    pub system_channel: Option<ChannelInfoShort>,
+    pub channels: Vec<ChannelInfoShort>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfoShort {
+    pub name: String,
+    pub url: String,
+}
+
+/// Fabric's `ChannelInfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelInfo {
+    pub name: String,
+    pub url: String,
+    pub consensus_relation: String,
+    pub status: String,
+    pub height: u64,
+}
+
+/// Fabric's `ErrorResponse`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: String,
+}
+
+/// Bounds on what one client can make the API hold or wait for.
+#[derive(Clone, Debug)]
+pub struct ParticipationLimits {
+    /// Largest request body (Fabric's admin endpoint allows 1 MB as well).
+    pub max_body_bytes: usize,
+    /// Largest request head (start line and headers).
+    pub max_header_bytes: usize,
+    /// Time a client gets to send a request head, and then its body.
+    pub read_timeout: Duration,
+    /// How long a join or removal may take to be ordered and applied before the
+    /// answer is 503 (it may still take effect; repeating the request is safe).
+    pub apply_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for ParticipationLimits {
+    fn default() -> Self {
+        ParticipationLimits {
+            max_body_bytes: 1 << 20,
+            max_header_bytes: 16 * 1024,
+            read_timeout: Duration::from_secs(10),
+            apply_timeout: Duration::from_secs(30),
+            max_connections: 64,
+        }
+    }
+}
+
+/// What a handler answers: a status and an optional JSON body.
+struct Reply {
+    status: StatusCode,
+    json: Option<String>,
+    allow: Option<&'static str>,
+    location: Option<String>,
+}
+
+impl Reply {
+    fn json(status: StatusCode, value: &impl Serialize) -> Reply {
+        Reply {
+            status,
+            json: Some(serde_json::to_string(value).unwrap_or_else(|_| "{}".into())),
+            allow: None,
+            location: None,
+        }
+    }
+
+    fn error(status: StatusCode, reason: impl Into<String>) -> Reply {
+        Reply::json(
+            status,
+            &ErrorResponse {
+                error: reason.into(),
+            },
+        )
+    }
+
+    fn empty(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            json: None,
+            allow: None,
+            location: None,
+        }
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut builder = Response::builder().status(self.status);
+        if let Some(allow) = self.allow {
+            builder = builder.header(ALLOW, allow);
+        }
+        if let Some(location) = self.location {
+            builder = builder.header(LOCATION, location);
+        }
+        let body = match self.json {
+            Some(json) => {
+                builder = builder.header(CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(json))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        builder.body(body).unwrap_or_else(|_| {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        })
+    }
+}
+
+fn channel_url(name: &str) -> String {
+    format!("{CHANNELS_PATH}/{name}")
+}
+
+/// The API's view of one node: where to propose, what is hosted, who may ask.
+#[derive(Clone)]
+pub struct ParticipationApi {
+    inbox: SyncSender<Input>,
+    directory: Arc<Directory>,
+    membership: Arc<RwLock<Membership>>,
+    store: Arc<Store>,
+    limits: ParticipationLimits,
+}
+
+impl ParticipationApi {
+    pub fn new(
+        inbox: SyncSender<Input>,
+        directory: Arc<Directory>,
+        membership: Arc<RwLock<Membership>>,
+        store: Arc<Store>,
+        limits: ParticipationLimits,
+    ) -> ParticipationApi {
+        ParticipationApi {
+            inbox,
+            directory,
+            membership,
+            store,
+            limits,
+        }
+    }
+
+    /// The TLS client must be a current member in the admin role. Checked on every
+    /// request, so that a revocation also ends kept-alive connections' rights.
+    fn authorize(&self, client_cert_der: &[u8]) -> Result<(), String> {
+        let membership = self.membership.read().expect("membership lock");
+        let identity = membership
+            .verify_tls_client(client_cert_der, SystemTime::now())
+            .map_err(|e| format!("client certificate refused: {e}"))?;
+        require_role(&identity, &[Role::Admin]).map_err(|e| {
+            format!(
+                "{} of {} may not manage channels: {e}",
+                identity.common_name, identity.msp_id
+            )
+        })
+    }
+
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client_cert_der: &[u8],
+        peer: SocketAddr,
+    ) -> Reply {
+        if let Err(reason) = self.authorize(client_cert_der) {
+            eprintln!("participation API: refused {peer}: {reason}");
+            return Reply::error(StatusCode::FORBIDDEN, reason);
+        }
+        let path = request.uri().path().to_string();
+        let method = request.method().clone();
+        let rest = match path.strip_prefix(CHANNELS_PATH) {
+            Some("" | "/") => None,
+            Some(rest) => match rest.strip_prefix('/') {
+                Some(name) if !name.contains('/') => Some(name.to_string()),
+                _ => return Reply::error(StatusCode::NOT_FOUND, format!("no such path {path}")),
+            },
+            None => return Reply::error(StatusCode::NOT_FOUND, format!("no such path {path}")),
+        };
+        match (rest, method) {
+            (None, Method::GET) => self.list(),
+            (None, Method::POST) => self.join(request).await,
+            (None, method) => Reply {
+                allow: Some("GET, POST"),
+                ..Reply::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} is not allowed on {CHANNELS_PATH}"),
+                )
+            },
+            (Some(name), Method::GET) => self.info(&name),
+            (Some(name), Method::DELETE) => self.remove(&name).await,
+            (Some(name), method) => Reply {
+                allow: Some("GET, DELETE"),
+                ..Reply::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} is not allowed on {}", channel_url(&name)),
+                )
+            },
+        }
+    }
+
+    fn list(&self) -> Reply {
+        let channels = self
+            .directory
+            .channel_names()
+            .into_iter()
+            .map(|(name, _)| ChannelInfoShort {
+                url: channel_url(&name),
+                name,
+            })
+            .collect();
+        Reply::json(
+            StatusCode::OK,
+            &ChannelList {
+                system_channel: None,
+                channels,
+            },
+        )
+    }
+
+    fn channel_info(&self, name: &str) -> Option<ChannelInfo> {
+        let view = self.directory.channel(name)?;
+        let height = *view.height.borrow();
+        Some(ChannelInfo {
+            name: name.to_string(),
+            url: channel_url(name),
+            consensus_relation: CONSENSUS_RELATION.into(),
+            status: STATUS_ACTIVE.into(),
+            height,
+        })
+    }
+
+    fn info(&self, name: &str) -> Reply {
+        if let Err(reason) = validate_channel_name(name) {
+            return Reply::error(StatusCode::BAD_REQUEST, reason);
+        }
+        match self.channel_info(name) {
+            Some(info) => Reply::json(StatusCode::OK, &info),
+            None => Reply::error(
+                StatusCode::NOT_FOUND,
+                format!("channel {name} does not exist"),
+            ),
+        }
+    }
+
+    /// Block 0 of `name` as stored, if the channel exists here.
+    fn stored_genesis(&self, name: &str) -> Result<Option<Vec<u8>>, Reply> {
+        if self.directory.channel(name).is_none() {
+            return Ok(None);
+        }
+        self.store
+            .get(Table::Blocks, &block_key(name, 0))
+            .map_err(|e| Reply::error(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}")))
+    }
+
+    /// The answer to joining `name` with `block` when the channel exists: the same
+    /// genesis block is a repeat, another one a conflict.
+    fn existing(&self, name: &str, block: &[u8], status_if_same: StatusCode) -> Option<Reply> {
+        let stored = match self.stored_genesis(name) {
+            Ok(stored) => stored?,
+            Err(reply) => return Some(reply),
+        };
+        if stored != block {
+            return Some(Reply::error(
+                StatusCode::CONFLICT,
+                format!("channel {name} exists with a different genesis block"),
+            ));
+        }
+        let info = self.channel_info(name)?;
+        Some(Reply {
+            location: Some(info.url.clone()),
+            ..Reply::json(status_if_same, &info)
+        })
+    }
+
+    async fn join(&self, request: Request<Incoming>) -> Reply {
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = match self.read_body(request).await {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
+        let block = match block_of(&content_type, &body) {
+            Ok(block) => block,
+            Err(reason) => return Reply::error(StatusCode::BAD_REQUEST, reason),
+        };
+        if block.len() > MAX_JOIN_BLOCK_BYTES {
+            return Reply::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the config block has {} bytes; at most {MAX_JOIN_BLOCK_BYTES} are accepted",
+                    block.len()
+                ),
+            );
+        }
+        let joined = match parse_join_block(block) {
+            Ok(joined) => joined,
+            Err(reason) => {
+                return Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    format!("not a usable genesis block: {reason}"),
+                );
+            }
+        };
+        let name = joined.channel_id;
+        if let Some(reply) = self.existing(&name, block, StatusCode::OK) {
+            return reply;
+        }
+        let command = ChannelCommand::Join {
+            block: Bytes::copy_from_slice(block),
+        };
+        let mut changes = self.directory.subscribe_channel_set();
+        if let Err(reply) = self.propose(&name, command).await {
+            return reply;
+        }
+        let appeared = self
+            .wait_for(&mut changes, || self.directory.channel(&name).is_some())
+            .await;
+        if !appeared {
+            return Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the join of {name} was not applied within {} s; it may still be: \
+                     posting the same block again is safe",
+                    self.limits.apply_timeout.as_secs()
+                ),
+            );
+        }
+        // Another join of the same name may have been ordered first.
+        self.existing(&name, block, StatusCode::CREATED)
+            .unwrap_or_else(|| {
+                Reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("channel {name} was removed again while joining"),
+                )
+            })
+    }
+
+    async fn remove(&self, name: &str) -> Reply {
+        if let Err(reason) = validate_channel_name(name) {
+            return Reply::error(StatusCode::BAD_REQUEST, reason);
+        }
+        let Some(view) = self.directory.channel(name) else {
+            return Reply::error(
+                StatusCode::NOT_FOUND,
+                format!("channel {name} does not exist"),
+            );
+        };
+        let height = *view.height.borrow();
+        if let Err(reply) = self.check_purge_size(name, height).await {
+            return reply;
+        }
+        let mut changes = self.directory.subscribe_channel_set();
+        if let Err(reply) = self.propose(name, ChannelCommand::Remove).await {
+            return reply;
+        }
+        let gone = self
+            .wait_for(&mut changes, || self.directory.channel(name).is_none())
+            .await;
+        if gone {
+            Reply::empty(StatusCode::NO_CONTENT)
+        } else {
+            Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the removal of {name} was not applied within {} s; it may still be",
+                    self.limits.apply_timeout.as_secs()
+                ),
+            )
+        }
+    }
+
+    /// Refuses, before ordering anything, a removal the replicas would refuse as too
+    /// large for one write.
+    async fn check_purge_size(&self, name: &str, height: u64) -> Result<(), Reply> {
+        let too_large = || {
+            Reply::error(
+                StatusCode::CONFLICT,
+                format!(
+                    "channel {name} holds too many blocks and transactions to remove at once \
+                     (more than {MAX_REMOVE_BYTES} bytes of keys)"
+                ),
+            )
+        };
+        let Some(budget) = MAX_REMOVE_BYTES.checked_sub(block_purge_bytes(name, height)) else {
+            return Err(too_large());
+        };
+        let store = self.store.clone();
+        let channel = name.to_string();
+        let scanned =
+            tokio::task::spawn_blocking(move || stored_tx_keys(&store, &channel, budget)).await;
+        match scanned {
+            Ok(Ok(Some(_))) => Ok(()),
+            Ok(Ok(None)) => Err(too_large()),
+            Ok(Err(e)) => Err(Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store: {e}"),
+            )),
+            Err(_) => Err(Reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store scan failed",
+            )),
+        }
+    }
+
+    async fn propose(&self, name: &str, command: ChannelCommand) -> Result<(), Reply> {
+        let unavailable = |reason: String| Reply::error(StatusCode::SERVICE_UNAVAILABLE, reason);
+        if !self.directory.majority_reachable() {
+            return Err(unavailable("no majority of orderers is reachable".into()));
+        }
+        let command = Command {
+            tag: Tag::Channel(name.to_string()),
+            payload: command.encode(),
+        };
+        let (answer, queued) = oneshot::channel();
+        if !offer(&self.inbox, Input::Propose { command, answer }) {
+            return Err(unavailable("the orderer is overloaded".into()));
+        }
+        match queued.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(refused)) => Err(unavailable(format!("not queued: {refused:?}"))),
+            Err(_) => Err(unavailable("the orderer is shutting down".into())),
+        }
+    }
+
+    /// Waits (bounded by the apply timeout) until `done` holds, re-checking whenever a
+    /// channel is added or removed.
+    async fn wait_for(
+        &self,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+        done: impl Fn() -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + self.limits.apply_timeout;
+        loop {
+            if done() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return done(),
+            }
+        }
+    }
+
+    /// Reads the body, up to `max_body_bytes`. A body somewhat over the limit is read to
+    /// its end and thrown away, so that the client can read the 413 instead of a reset
+    /// connection; beyond that the connection is dropped after the answer.
+    async fn read_body(&self, request: Request<Incoming>) -> Result<Bytes, Reply> {
+        let max = self.limits.max_body_bytes;
+        let discard_at_most = max.saturating_mul(4);
+        let too_large = || {
+            Reply::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body exceeds {max} bytes"),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > discard_at_most as u64) {
+            return Err(too_large());
+        }
+        let mut body = request.into_body();
+        let read = async {
+            let mut collected = Vec::new();
+            let mut total = 0usize;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    Reply::error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the request body: {e}"),
+                    )
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                total = total.saturating_add(data.len());
+                if total > discard_at_most {
+                    break;
+                }
+                if total <= max {
+                    collected.extend_from_slice(&data);
+                }
+            }
+            if total > max {
+                Err(too_large())
+            } else {
+                Ok(Bytes::from(collected))
+            }
+        };
+        match tokio::time::timeout(self.limits.read_timeout, read).await {
+            Ok(result) => result,
+            Err(_) => Err(Reply::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            )),
+        }
+    }
+
+    /// Serves one accepted connection: TLS handshake (client certificate required),
+    /// then HTTP/1.1 requests until the client closes or stalls.
+    async fn serve_connection(
+        self,
+        socket: tokio::net::TcpStream,
+        peer: SocketAddr,
+        acceptor: TlsAcceptor,
+    ) {
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                eprintln!("participation API: TLS handshake with {peer} failed: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        let client_cert: Arc<[u8]> = match tls.get_ref().1.peer_certificates() {
+            Some([first, ..]) => Arc::from(first.as_ref()),
+            // The verifier requires a certificate; without one there is nobody to serve.
+            _ => return,
+        };
+        let limits = self.limits.clone();
+        let api = self;
+        let service = service_fn(move |request| {
+            let api = api.clone();
+            let client_cert = client_cert.clone();
+            async move {
+                let reply = api.handle(request, &client_cert, peer).await;
+                Ok::<_, Infallible>(reply.into_response())
+            }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.read_timeout)
+            .max_header_size(limits.max_header_bytes)
+            .max_headers(64)
+            // hyper's minimum; the header limit above is what binds.
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .serve_connection(TokioIo::new(tls), service);
+        // Errors here are the client's (a reset, a malformed request already answered).
+        let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+    }
+}
+
+/// The config block in a join request: the `config-block` part of a
+/// `multipart/form-data` body (as `osnadmin` sends it), or the whole body when it is
+/// `application/octet-stream`.
+fn block_of<'a>(content_type: &str, body: &'a [u8]) -> Result<&'a [u8], String> {
+    let mut params = content_type.split(';').map(str::trim);
+    let media_type = params.next().unwrap_or("").to_ascii_lowercase();
+    match media_type.as_str() {
+        "multipart/form-data" => {
+            let boundary = params
+                .find_map(|param| {
+                    let (key, value) = param.split_once('=')?;
+                    key.trim()
+                        .eq_ignore_ascii_case("boundary")
+                        .then(|| value.trim().trim_matches('"'))
+                })
+                .ok_or("multipart/form-data without a boundary")?;
+            form_field(body, boundary, CONFIG_BLOCK_FIELD)
+        }
+        "application/octet-stream" => Ok(body),
+        "" => Err(
+            "no Content-Type: send the block as multipart/form-data (field config-block) or \
+             application/octet-stream"
+                .into(),
+        ),
+        other => Err(format!(
+            "unsupported Content-Type {other}: send the block as multipart/form-data (field \
+             config-block) or application/octet-stream"
+        )),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() || from > haystack.len() {
+        return None;
+    }
+    haystack[from..]
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .map(|at| at + from)
+}
+
+/// The content of form field `field` in a `multipart/form-data` body (RFC 7578).
+pub fn form_field<'a>(body: &'a [u8], boundary: &str, field: &str) -> Result<&'a [u8], String> {
+    if boundary.is_empty() || boundary.len() > 70 {
+        return Err("the multipart boundary must have 1 to 70 characters".into());
+    }
+    let delimiter = [b"--", boundary.as_bytes()].concat();
+    let next_delimiter = [b"\r\n--", boundary.as_bytes()].concat();
+    let malformed = |what: &str| format!("malformed multipart body: {what}");
+    // The first delimiter opens the body or follows a preamble line.
+    let mut at = if body.starts_with(&delimiter) {
+        delimiter.len()
+    } else {
+        find(body, &next_delimiter, 0).ok_or_else(|| malformed("no boundary"))?
+            + next_delimiter.len()
+    };
+    loop {
+        let rest = &body[at..];
+        if rest.starts_with(b"--") {
+            return Err(format!("the form has no field {field}"));
+        }
+        // Transport padding, then the line break that ends the delimiter line.
+        let padding = rest
+            .iter()
+            .take_while(|b| **b == b' ' || **b == b'\t')
+            .count();
+        if !rest[padding..].starts_with(b"\r\n") {
+            return Err(malformed("a boundary line does not end"));
+        }
+        let headers_start = at + padding + 2;
+        let headers_end =
+            find(body, b"\r\n\r\n", headers_start).ok_or_else(|| malformed("part headers"))?;
+        let content_start = headers_end + 4;
+        let content_end = find(body, &next_delimiter, content_start)
+            .ok_or_else(|| malformed("a part does not end"))?;
+        let content = &body[content_start..content_end];
+        let headers = String::from_utf8_lossy(&body[headers_start..headers_end]);
+        if part_name(&headers).as_deref() == Some(field) {
+            return Ok(content);
+        }
+        at = content_end + next_delimiter.len();
+    }
+}
+
+/// The `name` parameter of a part's `Content-Disposition: form-data` header.
+fn part_name(headers: &str) -> Option<String> {
+    let disposition = headers.split("\r\n").find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-disposition")
+            .then_some(value)
+    })?;
+    let mut params = disposition.split(';').map(str::trim);
+    if !params.next()?.eq_ignore_ascii_case("form-data") {
+        return None;
+    }
+    params.find_map(|param| {
+        let (key, value) = param.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("name")
+            .then(|| value.trim().trim_matches('"').to_string())
+    })
+}
+
+/// The server side of the API's TLS: this node's TLS identity; TLS 1.3 or 1.2 (admin
+/// tools are not all recent); a client certificate chained to the node's TLS CA is
+/// required before any request is read.
+pub fn acceptor(material: &TlsMaterial) -> Result<TlsAcceptor, String> {
+    let provider: Arc<CryptoProvider> = Arc::new(ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(material.ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| format!("CA certificate: {e}"))?;
+        roots.add(ca).map_err(|e| format!("CA certificate: {e}"))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("client verifier: {e}"))?;
+    let chain = CertificateDer::pem_slice_iter(material.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes())
+        .map_err(|e| format!("private key: {e}"))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+        .map_err(|e| format!("protocol versions: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts connections on `listener` until the task is aborted; aborting it also ends
+/// every connection it serves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+    api: ParticipationApi,
+) {
+    let slots = Arc::new(Semaphore::new(api.limits.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors and the like: back off rather than spin.
+                eprintln!("participation API: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let api = api.clone();
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            api.serve_connection(socket, peer, acceptor).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Starts the API on `listener` (bound by the caller, so that a node fails to start
+/// rather than run without it); returns its address and the serving task.
+pub fn start(
+    listener: std::net::TcpListener,
+    material: &TlsMaterial,
+    api: ParticipationApi,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let acceptor = acceptor(material)?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+    Ok((address, tokio::spawn(serve(listener, acceptor, api))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn multipart(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (name, content) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{name}.block\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        body
+    }
+
+    #[test]
+    fn the_config_block_part_is_found_among_others_whatever_its_bytes() {
+        let boundary = "a1b2c3d4e5f6";
+        // Binary content holding CRLFs, dashes and a near-miss of the boundary.
+        let block: &[u8] = b"\x00\r\n--a1b2c3d4e5\r\n\r\n\xff--";
+        let body = multipart(boundary, &[("other", b"x"), ("config-block", block)]);
+        assert_eq!(form_field(&body, boundary, "config-block"), Ok(block));
+        assert_eq!(form_field(&body, boundary, "other"), Ok(&b"x"[..]));
+        assert!(
+            form_field(&body, boundary, "missing")
+                .unwrap_err()
+                .contains("no field")
+        );
+        let empty = multipart(boundary, &[("config-block", b"")]);
+        assert_eq!(form_field(&empty, boundary, "config-block"), Ok(&b""[..]));
+        // A preamble before the first boundary is allowed.
+        let preamble = [&b"preamble\r\n"[..], &body].concat();
+        assert_eq!(form_field(&preamble, boundary, "config-block"), Ok(block));
+
+        let content_type = format!("multipart/form-data; boundary=\"{boundary}\"");
+        assert_eq!(block_of(&content_type, &body), Ok(block));
+        assert_eq!(
+            block_of("application/octet-stream", b"raw"),
+            Ok(&b"raw"[..])
+        );
+        assert!(block_of("multipart/form-data", &body).is_err());
+        assert!(
+            block_of("text/plain", b"raw")
+                .unwrap_err()
+                .contains("text/plain")
+        );
+        assert!(block_of("", b"raw").is_err());
+    }
+
+    #[test]
+    fn malformed_multipart_bodies_are_refused_not_panicked_on() {
+        let boundary = "xyz";
+        let good = multipart(boundary, &[("config-block", b"block")]);
+        // Every truncation and a few corruptions of a valid body.
+        for end in 0..good.len() {
+            let _ = form_field(&good[..end], boundary, "config-block");
+        }
+        for index in 0..good.len() {
+            let mut bad = good.clone();
+            bad[index] = b'-';
+            let _ = form_field(&bad, boundary, "config-block");
+            bad[index] = b'\r';
+            let _ = form_field(&bad, boundary, "config-block");
+        }
+        assert!(form_field(b"--xyz", boundary, "config-block").is_err());
+        assert!(form_field(b"--xyzjunk", boundary, "config-block").is_err());
+        assert!(form_field(b"--xyz\r\nno headers end", boundary, "config-block").is_err());
+        assert!(form_field(&good, "", "config-block").is_err());
+        assert!(form_field(&good, &"b".repeat(71), "config-block").is_err());
+    }
+
+    #[test]
+    fn part_names_come_from_the_content_disposition() {
+        assert_eq!(
+            part_name("Content-Type: x\r\ncontent-disposition: form-data; name=config-block"),
+            Some("config-block".into())
+        );
+        assert_eq!(
+            part_name("Content-Disposition: attachment; name=\"a\""),
+            None
+        );
+        assert_eq!(part_name("Content-Type: x"), None);
+    }
+}
