@@ -110,15 +110,10 @@ impl Client {
         panic!("cannot connect to {address}");
     }
 
-    /// Broadcasts envelopes `ids` on `channel`, in streams of 100; returns (channel,
-    /// id, status, latency) per answered envelope. Connection failures count as
-    /// unacknowledged.
-    async fn broadcast(
-        self,
-        address: String,
-        channel: &'static str,
-        ids: Vec<u64>,
-    ) -> Vec<(&'static str, u64, Status, Duration)> {
+    /// Broadcasts envelopes `ids` on `channel`, in streams of 100; returns per answered
+    /// envelope its channel, id, status, when it was sent, and the time to its answer.
+    /// Connection failures count as unacknowledged.
+    async fn broadcast(self, address: String, channel: &'static str, ids: Vec<u64>) -> Vec<Answer> {
         let mut client = self.connect(&address).await;
         let mut results = Vec::new();
         for chunk in ids.chunks(100) {
@@ -144,7 +139,7 @@ impl Client {
                 match responses.next().await {
                     Some(Ok(response)) => {
                         let status = Status::try_from(response.status).unwrap();
-                        results.push((channel, *id, status, sent.elapsed()));
+                        results.push((channel, *id, status, sent, sent.elapsed()));
                     }
                     _ => break,
                 }
@@ -168,6 +163,24 @@ impl Client {
         let (blocks, status) = orderer::client::deliver(&mut client, seek).await.unwrap();
         assert_eq!(status, Status::Success);
         blocks
+    }
+
+    /// Waits until the node at `address` holds every channel at least as high as the
+    /// node at `reference` did when called: a node that catches up by snapshot gives
+    /// up (answers SERVICE_UNAVAILABLE, "retry") on what it proposed before installing
+    /// it, so load goes to it once it has caught up.
+    async fn wait_caught_up(&self, address: &str, reference: &str) {
+        for channel in CHANNELS {
+            let target = self.chain(reference, channel).await.len();
+            for _ in 0..300 {
+                if self.serves(address, channel).await
+                    && self.chain(address, channel).await.len() >= target
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     /// Whether the node at `address` serves `channel` yet.
@@ -207,13 +220,20 @@ fn client_addresses(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The transactions' data of a chain, the genesis block left out.
 fn payloads(chain: &[Block]) -> Vec<Vec<u8>> {
-    chain
+    chain.iter().skip(1).flat_map(block_payloads).collect()
+}
+
+fn block_payloads(block: &Block) -> Vec<Vec<u8>> {
+    use proto::prost::Message as _;
+    block
+        .data
+        .clone()
+        .unwrap()
+        .data
         .iter()
-        .skip(1)
-        .flat_map(|b| b.data.clone().unwrap().data)
         .map(|envelope| {
-            use proto::prost::Message as _;
             let envelope = proto::common::Envelope::decode(&envelope[..]).unwrap();
             proto::common::Payload::decode(&envelope.payload[..])
                 .unwrap()
@@ -227,12 +247,57 @@ fn percentile(latencies: &mut [Duration], p: f64) -> Duration {
     latencies[((latencies.len() - 1) as f64 * p) as usize]
 }
 
+/// One Broadcast answer: channel, envelope id, status, sent at, time to the answer.
+type Answer = (&'static str, u64, Status, Instant, Duration);
+
+/// Follows `channel` on the node at `address` from block `from` on and notes when each
+/// envelope's block arrived, until `expected` envelopes were seen or `timeout` passed.
+async fn watch_blocks(
+    client: Client,
+    address: String,
+    channel: &'static str,
+    from: u64,
+    expected: usize,
+    timeout: Duration,
+) -> std::collections::HashMap<Vec<u8>, Instant> {
+    let mut arrivals = std::collections::HashMap::new();
+    let mut grpc = client.connect(&address).await;
+    let seek = client
+        .signer
+        .seek(
+            channel,
+            Some(from),
+            Some(u64::MAX),
+            SeekBehavior::BlockUntilReady,
+            nonce(u64::MAX - 2),
+        )
+        .unwrap();
+    let Ok(responses) = grpc.deliver(tokio_stream::iter(vec![seek])).await else {
+        return arrivals;
+    };
+    let mut responses = responses.into_inner();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while arrivals.len() < expected {
+        let next = tokio::time::timeout_at(deadline, responses.message()).await;
+        let Ok(Ok(Some(response))) = next else {
+            break;
+        };
+        if let Some(proto::orderer::deliver_response::Type::Block(block)) = response.r#type {
+            let now = Instant::now();
+            for payload in block_payloads(&block) {
+                arrivals.entry(payload).or_insert(now);
+            }
+        }
+    }
+    arrivals
+}
+
 /// Runs one broadcast task per (node, channel, ids) concurrently.
 async fn load(
     client: &Client,
     addresses: &[String],
     work: Vec<(usize, &'static str, Vec<u64>)>,
-) -> Vec<(&'static str, u64, Status, Duration)> {
+) -> Vec<Answer> {
     let mut tasks = tokio::task::JoinSet::new();
     for (node, channel, ids) in work {
         tasks.spawn(
@@ -278,7 +343,29 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut acknowledged: Vec<(&str, u64)> = Vec::new();
 
-    // Phase 1: every node, every channel, concurrently.
+    // Phase 1: every node, every channel, concurrently; node 0 is followed by a Deliver
+    // client per channel, to time each envelope from Broadcast to its delivered block.
+    let heights: Vec<u64> = runtime.block_on(async {
+        let mut heights = Vec::new();
+        for channel in CHANNELS {
+            heights.push(client.chain(&addresses[0], channel).await.len() as u64);
+        }
+        heights
+    });
+    let watchers: Vec<_> = CHANNELS
+        .iter()
+        .zip(&heights)
+        .map(|(channel, height)| {
+            runtime.spawn(watch_blocks(
+                client.clone(),
+                addresses[0].clone(),
+                channel,
+                *height,
+                2_400,
+                Duration::from_secs(120),
+            ))
+        })
+        .collect();
     let started = Instant::now();
     let work = (0..REPLICAS)
         .flat_map(|node| {
@@ -290,7 +377,8 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
     let phase1 = runtime.block_on(load(&client, &addresses, work));
     let phase1_secs = started.elapsed().as_secs_f64();
     let mut latencies = Vec::new();
-    for (channel, id, status, latency) in phase1 {
+    let mut sent_at = std::collections::HashMap::new();
+    for (channel, id, status, sent, latency) in phase1 {
         assert_eq!(
             status,
             Status::Success,
@@ -298,8 +386,22 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
         );
         acknowledged.push((channel, id));
         latencies.push(latency);
+        sent_at.insert(data(id), sent);
     }
     assert_eq!(acknowledged.len(), 7_200);
+    let mut block_latencies = Vec::new();
+    for watcher in watchers {
+        for (payload, arrived) in runtime.block_on(watcher).unwrap() {
+            if let Some(sent) = sent_at.get(&payload) {
+                block_latencies.push(arrived.duration_since(*sent));
+            }
+        }
+    }
+    assert_eq!(
+        block_latencies.len(),
+        7_200,
+        "node 0 delivered every acknowledged envelope of phase 1 in a block"
+    );
 
     // Phase 2: node 2 is killed while nodes 0 and 1 take load; then it restarts.
     nodes[2] = None;
@@ -314,13 +416,14 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
             })
         })
         .collect();
-    for (channel, id, status, _) in runtime.block_on(load(&client, &addresses, work)) {
+    for (channel, id, status, _, _) in runtime.block_on(load(&client, &addresses, work)) {
         if status == Status::Success {
             acknowledged.push((channel, id));
         }
     }
     let restarted = Instant::now();
     nodes[2] = Some(start_node(&dir, 2));
+    runtime.block_on(client.wait_caught_up(&addresses[2], &addresses[0]));
 
     // Phase 3: load on the restarted node, which must catch up to serve it.
     let work = CHANNELS
@@ -330,7 +433,7 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
         .collect();
     let phase3 = runtime.block_on(load(&client, &addresses, work));
     let rejoin = restarted.elapsed();
-    for (channel, id, status, _) in phase3 {
+    for (channel, id, status, _, _) in phase3 {
         assert_eq!(status, Status::Success, "the restarted node orders again");
         acknowledged.push((channel, id));
     }
@@ -346,17 +449,7 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
     std::fs::remove_dir_all(dir.join("orderer1/data")).unwrap();
     let wiped = Instant::now();
     nodes[1] = Some(start_node(&dir, 1));
-    // It serves a channel once the snapshot that holds it is installed.
-    runtime.block_on(async {
-        for channel in CHANNELS {
-            for _ in 0..300 {
-                if client.serves(&addresses[1], channel).await {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    runtime.block_on(client.wait_caught_up(&addresses[1], &addresses[0]));
     let work = CHANNELS
         .iter()
         .enumerate()
@@ -364,7 +457,7 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
         .collect();
     let phase4 = runtime.block_on(load(&client, &addresses, work));
     let blank_rejoin = wiped.elapsed();
-    for (channel, id, status, _) in phase4 {
+    for (channel, id, status, _, _) in phase4 {
         assert_eq!(
             status,
             Status::Success,
@@ -424,12 +517,15 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
     });
     println!(
         "system test: phase 1 ordered 7200 envelopes on 3 channels via 3 nodes in {phase1_secs:.2} s ({:.0}/s); \
-         Broadcast-to-SUCCESS latency p50 {:?} p99 {:?} (streams of 100); {} acknowledged in all; \
+         Broadcast-to-SUCCESS latency p50 {:?} p99 {:?}, Broadcast-to-delivered-block latency \
+         p50 {:?} p99 {:?} (streams of 100 in flight); {} acknowledged in all; \
          the killed node was back and ordering {:?} after its restart; the node that lost its \
          data directory ordered again {:?} after its restart",
         7_200.0 / phase1_secs,
         percentile(&mut latencies, 0.5),
         percentile(&mut latencies, 0.99),
+        percentile(&mut block_latencies, 0.5),
+        percentile(&mut block_latencies, 0.99),
         acknowledged.len(),
         rejoin,
         blank_rejoin,

@@ -1061,6 +1061,14 @@ impl Core {
         ranked.max(self.revoke_not_before_us[lane as usize])
     }
 
+    /// Whether anything waits above the apply point: what the learner holds, or a live
+    /// owner more than a round of slots ahead (the learner keeps nothing beyond its
+    /// window, and a rejoined replica's fence can put every frontier beyond it).
+    fn has_work_above(&self) -> bool {
+        self.learner.has_work_above_apply_point()
+            || self.horizon() >= self.learner.next_apply() + self.n() as Slot
+    }
+
     /// The highest slot live replicas have reached: their owners' frontiers.
     fn horizon(&self) -> Slot {
         (0..self.n() as ReplicaId)
@@ -1071,8 +1079,8 @@ impl Core {
 
     fn check_revocations(&mut self) {
         let next_apply = self.learner.next_apply();
-        let stuck = self.learner.has_work_above_apply_point()
-            && self.now_us >= self.last_progress_us + self.cfg.stuck_after_us;
+        let stuck =
+            self.has_work_above() && self.now_us >= self.last_progress_us + self.cfg.stuck_after_us;
         for lane in 0..self.n() as ReplicaId {
             if self.revocations.contains_key(&lane)
                 || self.now_us < self.revoke_not_before_us[lane as usize]
@@ -1380,7 +1388,7 @@ impl Core {
         }
         if self.learner.next_apply() != before {
             self.last_progress_us = self.now_us;
-        } else if !self.learner.has_work_above_apply_point() && self.own_inflight.is_empty() {
+        } else if !self.has_work_above() && self.own_inflight.is_empty() {
             // Idle is not stuck.
             self.last_progress_us = self.now_us;
         }

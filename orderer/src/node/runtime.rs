@@ -124,7 +124,13 @@ pub struct Runtime<A: Application, T: Transport> {
     inbox: Receiver<Input>,
     stats: RuntimeStats,
     state_transfer: Option<StateTransferLink>,
+    /// Apply point last seen moving, and when: a node stuck with work to do says so.
+    progress: (Slot, u64),
 }
+
+/// How long the apply point may stand still, with work waiting, before the loop logs
+/// the core's state (and again after as long).
+const STUCK_LOG_AFTER_US: u64 = 5_000_000;
 
 impl<A: Application, T: Transport> Runtime<A, T> {
     /// Rebuilds the core from the store (empty for a new node). `rejoin_horizons`,
@@ -169,6 +175,7 @@ impl<A: Application, T: Transport> Runtime<A, T> {
             inbox,
             stats: RuntimeStats::default(),
             state_transfer: None,
+            progress: (0, now),
         })
     }
 
@@ -212,6 +219,7 @@ impl<A: Application, T: Transport> Runtime<A, T> {
                 let _ = self.core.propose(now, command);
             }
             self.core.tick(now);
+            self.log_if_stuck(now);
             let reachable = self.core.reachable_replicas() >= self.core.config().majority();
             self.app.majority_reachable(reachable);
             self.flush()?;
@@ -219,6 +227,22 @@ impl<A: Application, T: Transport> Runtime<A, T> {
                 let stats = self.stats.clone();
                 return Ok((self, stats));
             }
+        }
+    }
+
+    fn log_if_stuck(&mut self, now_us: u64) {
+        let applied = self.core.applied();
+        let (pending, inflight) = self.core.backlog();
+        if applied != self.progress.0 || (pending == 0 && inflight == 0) {
+            self.progress = (applied, now_us);
+        } else if now_us >= self.progress.1 + STUCK_LOG_AFTER_US {
+            eprintln!(
+                "orderer{}: nothing applied for {} s with work waiting: {}",
+                self.core.id(),
+                (now_us - self.progress.1) / 1_000_000,
+                self.core.describe()
+            );
+            self.progress.1 = now_us;
         }
     }
 
