@@ -20,10 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         proto_dir.join("common/common.proto"),
         proto_dir.join("common/configtx.proto"),
+        proto_dir.join("common/policies.proto"),
+        proto_dir.join("msp/msp_principal.proto"),
         proto_dir.join("msp/identities.proto"),
         proto_dir.join("orderer/ab.proto"),
         proto_dir.join("orderer/configuration.proto"),
         proto_dir.join("synod/channel.proto"),
+        proto_dir.join("synod/notary.proto"),
         proto_dir.join("synod/replica.proto"),
     ];
     tonic_prost_build::configure()

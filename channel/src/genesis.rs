@@ -1,5 +1,6 @@
 //! A channel's genesis block: block 0, holding one CONFIG envelope whose data is a
-//! Fabric `ConfigEnvelope` with the channel's batch settings in the Orderer group, as
+//! Fabric `ConfigEnvelope` with the channel's batch settings in the Orderer group and,
+//! when given, its Readers, Writers and Admins policies in the channel group, as
 //! Fabric's own config blocks carry them (so Fabric tools decode it). Every replica
 //! builds it from the same `Create` command, so every chain starts with the same block.
 
@@ -16,13 +17,15 @@ use proto::synod::channel as pb;
 use crate::batch_config::BatchConfig;
 use crate::block_hash::{data_hash, header_hash};
 use crate::ledger::{ChainTip, METADATA_ENTRIES};
+use crate::policy::{ChannelPolicies, channel_policies, config_policies};
 
 const ORDERER_GROUP: &str = "Orderer";
 const BATCH_SIZE: &str = "BatchSize";
 const BATCH_TIMEOUT: &str = "BatchTimeout";
 const ADMINS: &str = "Admins";
 
-/// The channel configuration tree of a genesis block.
+/// The channel configuration tree of a genesis block, without policies (the channel then
+/// gets [`ChannelPolicies::default`]).
 pub fn config_envelope(config: &BatchConfig) -> ConfigEnvelope {
     let value = |bytes: Vec<u8>| ConfigValue {
         version: 0,
@@ -59,6 +62,23 @@ pub fn config_envelope(config: &BatchConfig) -> ConfigEnvelope {
         }),
         last_update: None,
     }
+}
+
+/// The channel configuration tree of a genesis block with `policies` in the channel
+/// group; refused if a policy names no principal or a principal no MSP.
+pub fn config_envelope_with_policies(
+    config: &BatchConfig,
+    policies: &ChannelPolicies,
+) -> Result<ConfigEnvelope, String> {
+    let mut envelope = config_envelope(config);
+    if let Some(group) = envelope
+        .config
+        .as_mut()
+        .and_then(|c| c.channel_group.as_mut())
+    {
+        group.policies = config_policies(policies)?;
+    }
+    Ok(envelope)
 }
 
 /// Parses a Go duration of the forms Fabric's configs use for BatchTimeout
@@ -135,8 +155,35 @@ pub fn config_from_pb(config: &pb::ChannelConfig) -> Result<BatchConfig, String>
     Ok(batch)
 }
 
-/// Block 0 of `channel_id` and the tip that follows it.
+/// The policies in a config envelope's channel group (the defaults if it has none).
+pub fn policies_of(envelope: &ConfigEnvelope) -> Result<ChannelPolicies, String> {
+    let group = envelope
+        .config
+        .as_ref()
+        .and_then(|c| c.channel_group.as_ref())
+        .ok_or("config has no channel group")?;
+    channel_policies(group)
+}
+
+/// Block 0 of `channel_id` without policies, and the tip that follows it.
 pub fn genesis_block(channel_id: &str, config: &BatchConfig) -> (Block, ChainTip) {
+    block_of(channel_id, config_envelope(config))
+}
+
+/// Block 0 of `channel_id` with `policies` in its configuration, and the tip that
+/// follows it.
+pub fn genesis_block_with_policies(
+    channel_id: &str,
+    config: &BatchConfig,
+    policies: &ChannelPolicies,
+) -> Result<(Block, ChainTip), String> {
+    Ok(block_of(
+        channel_id,
+        config_envelope_with_policies(config, policies)?,
+    ))
+}
+
+fn block_of(channel_id: &str, config_envelope: ConfigEnvelope) -> (Block, ChainTip) {
     let channel_header = ChannelHeader {
         r#type: HeaderType::Config as i32,
         channel_id: channel_id.to_string(),
@@ -148,7 +195,7 @@ pub fn genesis_block(channel_id: &str, config: &BatchConfig) -> (Block, ChainTip
                 channel_header: channel_header.encode_to_vec(),
                 signature_header: Vec::new(),
             }),
-            data: config_envelope(config).encode_to_vec(),
+            data: config_envelope.encode_to_vec(),
         }
         .encode_to_vec(),
         signature: Vec::new(),
@@ -206,14 +253,16 @@ pub fn validate_channel_name(name: &str) -> Result<(), String> {
 pub struct JoinBlock {
     pub channel_id: String,
     pub config: BatchConfig,
+    /// Its Readers, Writers and Admins (the defaults if the block carries none).
+    pub policies: ChannelPolicies,
     /// The tip after the block: height 1, its header hash, last config 0.
     pub tip: ChainTip,
 }
 
 /// Checks that `bytes` is a channel's genesis block Synod can start a chain from: block
 /// number 0 whose data hash matches its data, holding exactly one CONFIG envelope for a
-/// validly named channel, whose `ConfigEnvelope` carries usable batch settings.
-/// Deterministic: every replica applying a Join reaches the same verdict.
+/// validly named channel, whose `ConfigEnvelope` carries usable batch settings and
+/// either no policies or usable ones (see [`crate::policy`]). Deterministic: every replica applying a Join reaches the same verdict.
 pub fn parse_join_block(bytes: &[u8]) -> Result<JoinBlock, String> {
     if bytes.len() > MAX_JOIN_BLOCK_BYTES {
         return Err(format!(
@@ -262,9 +311,11 @@ pub fn parse_join_block(bytes: &[u8]) -> Result<JoinBlock, String> {
     let config_envelope = ConfigEnvelope::decode(&payload.data[..])
         .map_err(|e| format!("malformed ConfigEnvelope: {e}"))?;
     let config = batch_config_of(&config_envelope)?;
+    let policies = policies_of(&config_envelope)?;
     Ok(JoinBlock {
         channel_id: channel_header.channel_id,
         config,
+        policies,
         tip: ChainTip {
             height: 1,
             last_hash: header_hash(0, &header.previous_hash, &header.data_hash).to_vec(),
@@ -355,6 +406,48 @@ mod tests {
         let hash = data_hash(&empty_config.data.as_ref().unwrap().data).to_vec();
         empty_config.header.as_mut().unwrap().data_hash = hash;
         assert!(refused(&empty_config).contains("Orderer group"));
+    }
+
+    #[test]
+    fn policies_travel_in_the_genesis_block() {
+        use crate::policy::{ChannelPolicy, MspRole, Principal};
+        let config = BatchConfig::default();
+        let policies = ChannelPolicies::for_msp("Org1MSP");
+        let (block, tip) = genesis_block_with_policies("guarded", &config, &policies).unwrap();
+        let bytes = block.encode_to_vec();
+        let joined = parse_join_block(&bytes).unwrap();
+        assert_eq!((joined.policies, joined.tip), (policies.clone(), tip));
+        assert_eq!(
+            genesis_block_with_policies("guarded", &config, &policies)
+                .unwrap()
+                .0
+                .encode_to_vec(),
+            bytes
+        );
+        // Blocks without policies, as before, get the defaults.
+        let legacy = parse_join_block(&genesis_block("old", &config).0.encode_to_vec()).unwrap();
+        assert_eq!(legacy.policies, ChannelPolicies::default());
+        // A policy nobody can meet is refused when the block is made.
+        let empty = ChannelPolicies {
+            admins: ChannelPolicy::any_of([]),
+            ..policies
+        };
+        assert!(
+            genesis_block_with_policies("guarded", &config, &empty)
+                .unwrap_err()
+                .contains("Admins policy names no principal")
+        );
+        let any_msp = ChannelPolicies::default();
+        assert!(genesis_block_with_policies("guarded", &config, &any_msp).is_err());
+        let one = ChannelPolicies {
+            writers: ChannelPolicy::any_of([Principal::new("Org2MSP", MspRole::Peer)]),
+            ..ChannelPolicies::for_msp("Org1MSP")
+        };
+        let (block, _) = genesis_block_with_policies("guarded", &config, &one).unwrap();
+        assert_eq!(
+            parse_join_block(&block.encode_to_vec()).unwrap().policies,
+            one
+        );
     }
 
     #[test]

@@ -7,19 +7,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ca::{Algo, CertificateAuthority, Role};
-use channel::{BatchConfig, ChannelCommand, genesis_block};
+use channel::{BatchConfig, ChannelCommand, ChannelPolicies, genesis_block_with_policies};
 use proto::prost::Message as _;
 
 use crate::core::{Command, Tag};
 use crate::node::runtime::{Input, offer};
 use crate::node::server::{
-    ConsensusTuning, NodeConfig, NodeError, PeerConfig, RunningNode, SigningPaths, TlsPaths,
-    TrustedMsp, start_node,
+    ConsensusTuning, NodeConfig, NodeError, NotaryConfig, PeerConfig, RunningNode, SigningPaths,
+    TlsPaths, TrustedMsp, start_node,
 };
 
 pub const REPLICAS: usize = 3;
 pub const MSP_ID: &str = "SynodDevMSP";
 pub const DEMO_CHANNEL: &str = "demo";
+/// The name the dev cluster's notary answers to.
+pub const NOTARY_NAME: &str = "synod-dev-notary";
 
 fn fail(what: &str) -> impl Fn(std::io::Error) -> NodeError + '_ {
     move |e| NodeError(format!("{what}: {e}"))
@@ -56,7 +58,7 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
     // Peers verify each other by name: the name is a SAN, next to the loopback ones.
     let sans = |name: &str| [name.to_string(), "localhost".into(), "127.0.0.1".into()];
     let mut ports = Vec::new();
-    for _ in 0..REPLICAS * 3 {
+    for _ in 0..REPLICAS * 4 {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(fail("cannot pick a free port"))?;
         ports.push(listener.local_addr().map_err(fail("local address"))?);
     }
@@ -99,6 +101,11 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
                 dir: home.join("msp"),
             }],
             consensus: ConsensusTuning::default(),
+            notary: Some(NotaryConfig {
+                listen: ports[3 * REPLICAS + id],
+                name: NOTARY_NAME.into(),
+                batch_signing: true,
+            }),
         });
     }
     let client = ca
@@ -158,12 +165,15 @@ pub async fn start(dir: &Path, channels: &[String]) -> Result<DevCluster, NodeEr
 }
 
 impl DevCluster {
-    /// Joins `name` with a genesis block of Fabric's default batch settings, through
-    /// the ordered log as the participation API does (a no-op if it exists), and waits
-    /// until every node has it.
+    /// Joins `name` with a genesis block of Fabric's default batch settings and
+    /// policies naming the cluster's MSP (its clients, peers and admins write, its
+    /// members read, its admins administer), through the ordered log as the
+    /// participation API does (a no-op if it exists), and waits until every node has it.
     pub async fn ensure_channel(&self, name: &str) -> Result<(), NodeError> {
         channel::genesis::validate_channel_name(name).map_err(NodeError)?;
-        let block = genesis_block(name, &BatchConfig::default())
+        let policies = ChannelPolicies::for_msp(MSP_ID);
+        let block = genesis_block_with_policies(name, &BatchConfig::default(), &policies)
+            .map_err(NodeError)?
             .0
             .encode_to_vec();
         for _ in 0..300 {
@@ -227,6 +237,14 @@ impl DevCluster {
             out.push_str(&format!("    orderer{}: {}\n", config.id, node.admin_addr));
         }
         out.push_str(&format!("  list channels: {}\n", self.admin_command(0)));
+        out.push_str(&format!(
+            "  notary \"{NOTARY_NAME}\" (gRPC synod.notary.Notary, mutual TLS):\n"
+        ));
+        for (node, config) in self.nodes.iter().zip(&self.configs) {
+            if let Some(addr) = node.notary_addr {
+                out.push_str(&format!("    orderer{}: {addr}\n", config.id));
+            }
+        }
         out
     }
 

@@ -8,10 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 use channel::BatchConfig;
+use channel::Principal;
 use orderer::admin_client::{AdminClient, AdminTls, Answer};
+use orderer::channel_create::{self, CreateOptions};
 use orderer::node::server::{NodeConfig, NodeError, start_node};
 use orderer::sim::{SimConfig, Summary, run_seeds};
-use proto::prost::Message as _;
 
 #[derive(Parser)]
 #[command(name = "orderer", version, about = "Synod orderer node")]
@@ -20,6 +21,8 @@ struct Cli {
     command: Commands,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Commands {
     /// Start a complete three-node cluster on this machine and keep it serving.
@@ -46,6 +49,11 @@ enum Commands {
     Channel {
         #[command(subcommand)]
         command: ChannelCommands,
+    },
+    /// Notarise a transaction with a node's notary service, or verify a saved answer.
+    Notary {
+        #[command(subcommand)]
+        command: orderer::notary_cli::NotaryCommands,
     },
     /// Run the consensus core through the deterministic simulator.
     ///
@@ -109,7 +117,7 @@ enum ChannelCommands {
         #[arg(long)]
         channel: Option<String>,
     },
-    /// Build a channel's genesis block from batch settings and join it.
+    /// Build a channel's genesis block from batch settings and policies, and join it.
     Create {
         #[command(flatten)]
         admin: AdminArgs,
@@ -127,6 +135,17 @@ enum ChannelCommands {
         /// Blocks are cut before they would exceed this.
         #[arg(long, default_value_t = BatchConfig::default().preferred_max_bytes)]
         preferred_max_bytes: u32,
+        /// Who may broadcast: MSPID:role,... (role: member, admin, client, peer or
+        /// orderer) [default: the admin's MSP as client, peer and admin].
+        #[arg(long, value_delimiter = ',', value_name = "MSPID:ROLE")]
+        writers: Vec<Principal>,
+        /// Who may pull blocks (Deliver) [default: any member of the admin's MSP].
+        #[arg(long, value_delimiter = ',', value_name = "MSPID:ROLE")]
+        readers: Vec<Principal>,
+        /// Who may read and remove the channel through this API [default: the admin's
+        /// MSP as admin].
+        #[arg(long, value_delimiter = ',', value_name = "MSPID:ROLE")]
+        admins: Vec<Principal>,
         /// Also write the genesis block to this file (to join it elsewhere).
         #[arg(long)]
         output_block: Option<PathBuf>,
@@ -182,6 +201,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Commands::Channel { command } => channel(command),
+        Commands::Notary { command } => orderer::notary_cli::run(command),
         Commands::Simulate {
             seeds,
             first_seed,
@@ -204,25 +224,6 @@ fn admin_client(admin: &AdminArgs) -> Result<AdminClient, String> {
     AdminClient::new(&admin.endpoint, admin.server_name.as_deref(), &tls)
 }
 
-/// Builds a genesis block from the `create` options.
-fn genesis(
-    channel: &str,
-    max_message_count: u32,
-    batch_timeout: &str,
-    absolute_max_bytes: u32,
-    preferred_max_bytes: u32,
-) -> Result<Vec<u8>, String> {
-    channel::genesis::validate_channel_name(channel)?;
-    let config = BatchConfig {
-        max_message_count,
-        absolute_max_bytes,
-        preferred_max_bytes,
-        batch_timeout_ms: channel::genesis::parse_duration_ms(batch_timeout)?,
-    };
-    config.validate()?;
-    Ok(channel::genesis_block(channel, &config).0.encode_to_vec())
-}
-
 async fn run_channel_command(command: ChannelCommands) -> Result<Answer, String> {
     match command {
         ChannelCommands::List { admin, channel } => {
@@ -239,15 +240,27 @@ async fn run_channel_command(command: ChannelCommands) -> Result<Answer, String>
             batch_timeout,
             absolute_max_bytes,
             preferred_max_bytes,
+            writers,
+            readers,
+            admins,
             output_block,
         } => {
-            let block = genesis(
-                &channel,
+            let options = CreateOptions {
+                channel,
                 max_message_count,
-                &batch_timeout,
+                batch_timeout,
                 absolute_max_bytes,
                 preferred_max_bytes,
-            )?;
+                writers,
+                readers,
+                admins,
+            };
+            let policies = channel_create::policies(&options, || {
+                let cert = std::fs::read(&admin.client_cert)
+                    .map_err(|e| format!("cannot read {}: {e}", admin.client_cert.display()))?;
+                channel_create::msp_of_certificate(&cert)
+            })?;
+            let block = channel_create::genesis(&options, &policies)?;
             if let Some(path) = output_block {
                 std::fs::write(&path, &block)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;

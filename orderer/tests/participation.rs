@@ -125,6 +125,57 @@ fn block(channel: &str, max_message_count: u32) -> Vec<u8> {
     genesis_block(channel, &config).0.encode_to_vec()
 }
 
+/// `block` with Writers "2 out of 2" of two client roles in its channel group.
+fn with_writers_needing_two_signatures(block: &[u8]) -> Vec<u8> {
+    use channel::{ChannelPolicies, ChannelPolicy, MspRole, Principal};
+    use proto::common::{
+        ConfigEnvelope, Envelope, Payload, SignaturePolicy, SignaturePolicyEnvelope,
+        signature_policy,
+    };
+    let mut block = Block::decode(block).unwrap();
+    let data = &mut block.data.as_mut().unwrap().data;
+    let mut envelope = Envelope::decode(&data[0][..]).unwrap();
+    let mut payload = Payload::decode(&envelope.payload[..]).unwrap();
+    let mut config = ConfigEnvelope::decode(&payload.data[..]).unwrap();
+    let writers = ChannelPolicy::any_of([
+        Principal::new(MSP_ID, MspRole::Client),
+        Principal::new("Org1MSP", MspRole::Client),
+    ]);
+    let mut policies = channel::policy::config_policies(&ChannelPolicies {
+        writers,
+        ..ChannelPolicies::for_msp(MSP_ID)
+    })
+    .unwrap();
+    let policy = policies
+        .get_mut("Writers")
+        .unwrap()
+        .policy
+        .as_mut()
+        .unwrap();
+    let mut rule = SignaturePolicyEnvelope::decode(&policy.value[..]).unwrap();
+    if let Some(SignaturePolicy {
+        r#type: Some(signature_policy::Type::NOutOf(n_out_of)),
+    }) = rule.rule.as_mut()
+    {
+        n_out_of.n = 2;
+    }
+    policy.value = rule.encode_to_vec();
+    config
+        .config
+        .as_mut()
+        .unwrap()
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .policies = policies;
+    payload.data = config.encode_to_vec();
+    envelope.payload = payload.encode_to_vec();
+    data[0] = envelope.encode_to_vec();
+    let hash = channel::block_hash::data_hash(data).to_vec();
+    block.header.as_mut().unwrap().data_hash = hash;
+    block.encode_to_vec()
+}
+
 fn assert_status(answer: &Answer, status: u16) {
     assert_eq!(
         answer.status,
@@ -298,6 +349,13 @@ fn bad_requests_are_refused_with_a_reason() {
         fixture.call(client.join_raw(&vec![0; 2 << 20])),
         413,
         "exceeds",
+    );
+    // Writers "2 out of 2": no single identity could ever broadcast.
+    let two_signatures = with_writers_needing_two_signatures(&block("beta", 4));
+    refused(
+        fixture.call(client.join(&two_signatures)),
+        400,
+        "needs 2 signatures",
     );
     let oversized_block = vec![0; 600 * 1024];
     refused(fixture.call(client.join(&oversized_block)), 413, "at most");

@@ -69,6 +69,7 @@ fn config(
         queue_messages: 1_024,
         reconnect_min_ms: 10,
         reconnect_max_ms: 100,
+        members: None,
     }
 }
 

@@ -19,7 +19,9 @@ pub use prost;
 pub use prost_types;
 pub use tonic;
 
-/// Fabric's `common` package: envelopes, headers, blocks and status codes.
+/// Fabric's `common` package: envelopes, headers, blocks, status codes, channel
+/// configuration and its policies (with the MSP principals they name, which Fabric also
+/// puts in `common`).
 pub mod common {
     tonic::include_proto!("common");
 }
@@ -36,10 +38,14 @@ pub mod orderer {
 }
 
 /// Synod's own protocols: the replica-to-replica exchange with the consensus core's
-/// messages and write-ahead records, and the channel configuration in genesis blocks.
+/// messages and write-ahead records, the channel configuration in genesis blocks, and
+/// the Corda-style notary service.
 pub mod synod {
     pub mod channel {
         tonic::include_proto!("synod.channel");
+    }
+    pub mod notary {
+        tonic::include_proto!("synod.notary");
     }
     pub mod replica {
         tonic::include_proto!("synod.replica");

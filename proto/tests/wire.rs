@@ -121,6 +121,71 @@ fn serialized_identity() {
     assert_encodes(&id, "0a 07 4f 72 67 31 4d 53 50 12 04 63 65 72 74");
 }
 
+/// Channel policies (`common/policies.proto`, `msp/msp_principal.proto`; Fabric puts
+/// both in package `common`).
+#[test]
+fn policies_and_principals() {
+    use proto::common::{
+        ImplicitMetaPolicy, MspPrincipal, MspRole, Policy, SignaturePolicy,
+        SignaturePolicyEnvelope, implicit_meta_policy, msp_principal, msp_role, policy,
+        signature_policy,
+    };
+    assert_encodes(
+        &MspRole {
+            msp_identifier: "A".into(),
+            role: msp_role::MspRoleType::Admin as i32,
+        },
+        "0a0141 1001",
+    );
+    assert_eq!(msp_role::MspRoleType::Orderer as i32, 4);
+    assert_encodes(
+        &MspPrincipal {
+            principal_classification: msp_principal::Classification::Identity as i32,
+            principal: b"x".to_vec(),
+        },
+        "0802 120178",
+    );
+    let signed_by = |index| SignaturePolicy {
+        r#type: Some(signature_policy::Type::SignedBy(index)),
+    };
+    assert_encodes(&signed_by(0), "0800");
+    assert_encodes(
+        &SignaturePolicy {
+            r#type: Some(signature_policy::Type::NOutOf(signature_policy::NOutOf {
+                n: 1,
+                rules: vec![signed_by(0), signed_by(1)],
+            })),
+        },
+        "120a 0801 12020800 12020801",
+    );
+    assert_encodes(
+        &SignaturePolicyEnvelope {
+            version: 0,
+            rule: Some(signed_by(0)),
+            identities: vec![MspPrincipal {
+                principal_classification: msp_principal::Classification::Role as i32,
+                principal: b"x".to_vec(),
+            }],
+        },
+        "12020800 1a03120178",
+    );
+    assert_encodes(
+        &Policy {
+            r#type: policy::PolicyType::Signature as i32,
+            value: b"v".to_vec(),
+        },
+        "0801 120176",
+    );
+    assert_eq!(policy::PolicyType::ImplicitMeta as i32, 3);
+    assert_encodes(
+        &ImplicitMetaPolicy {
+            sub_policy: "R".into(),
+            rule: implicit_meta_policy::Rule::Majority as i32,
+        },
+        "0a0152 1002",
+    );
+}
+
 #[test]
 fn block_header() {
     let header = BlockHeader {

@@ -8,8 +8,8 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use ca::{Membership, require_role};
-use channel::ChannelCommand;
+use ca::Membership;
+use channel::{ChannelCommand, PolicyName};
 use proto::common::{Block, Envelope, HeaderType, Status};
 use proto::orderer::atomic_broadcast_server::AtomicBroadcast;
 use proto::orderer::seek_info::{SeekBehavior, SeekContentType};
@@ -22,9 +22,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::core::{Command, Tag};
+use crate::log::Throttle;
 use crate::node::channels::{block_key, tx_key};
 use crate::node::directory::{Directory, Outcome};
-use crate::node::envelope::{READER_ROLES, Rejection, admit_broadcast, authenticate, parse};
+use crate::node::envelope::{Rejection, admit_broadcast, authenticate, parse, require_policy};
 use crate::node::runtime::{Input, offer};
 use crate::storage::{Store, Table};
 
@@ -59,6 +60,15 @@ pub struct AtomicBroadcastService {
     membership: Arc<RwLock<Membership>>,
     store: Arc<Store>,
     limits: ServiceLimits,
+    /// Every refusal is logged with its reason, at most once a second per reason.
+    refusals: Arc<Throttle>,
+}
+
+/// Where a request came from, for the log.
+fn peer_of<T>(request: &tonic::Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "a client".to_string(), |address| address.to_string())
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
@@ -94,7 +104,22 @@ impl AtomicBroadcastService {
             membership,
             store,
             limits,
+            refusals: Arc::new(Throttle::default()),
         }
+    }
+
+    /// Validates, orders and waits for one envelope, and logs why if it is refused.
+    async fn broadcast_logged(&self, envelope: Envelope, peer: &str) -> BroadcastResponse {
+        let answer = self.broadcast_one(envelope).await;
+        if answer.status != Status::Success as i32 {
+            let status = Status::try_from(answer.status).unwrap_or(Status::Unknown);
+            self.refusals.refusal(
+                "broadcast",
+                peer,
+                &format!("{}: {}", status.as_str_name(), answer.info),
+            );
+        }
+        answer
     }
 
     /// Validates, orders and waits for one envelope.
@@ -105,11 +130,7 @@ impl AtomicBroadcastService {
             admit_broadcast(
                 &bytes,
                 self.limits.max_envelope_bytes,
-                |name| {
-                    self.directory
-                        .channel(name)
-                        .map(|c| c.batch.absolute_max_bytes as usize)
-                },
+                |name| self.directory.channel(name),
                 &membership,
                 SystemTime::now(),
             )
@@ -190,22 +211,17 @@ impl AtomicBroadcastService {
             ));
         }
         let channel = parsed.channel_header.channel_id.clone();
-        if self.directory.channel(&channel).is_none() {
+        let Some(view) = self.directory.channel(&channel) else {
             return Err(Rejection::new(
                 Status::NotFound,
                 format!("channel {channel:?} does not exist"),
             ));
-        }
+        };
         let identity = {
             let membership = self.membership.read().expect("membership lock");
             authenticate(&parsed, &membership, SystemTime::now())?
         };
-        require_role(&identity, &READER_ROLES).map_err(|e| {
-            Rejection::new(
-                Status::Forbidden,
-                format!("Readers policy of {channel}: {e}"),
-            )
-        })?;
+        require_policy(&view, PolicyName::Readers, &channel, &identity)?;
         let seek = SeekInfo::decode(&parsed.payload.data[..])
             .map_err(|e| Rejection::new(Status::BadRequest, format!("malformed SeekInfo: {e}")))?;
         Ok((channel, seek))
@@ -294,6 +310,7 @@ impl AtomicBroadcast for AtomicBroadcastService {
         &self,
         request: tonic::Request<tonic::Streaming<Envelope>>,
     ) -> Result<tonic::Response<Self::BroadcastStream>, tonic::Status> {
+        let peer: Arc<str> = peer_of(&request).into();
         let mut envelopes = request.into_inner();
         let service = self.clone();
         let window = self.limits.broadcast_window.max(1);
@@ -317,7 +334,9 @@ impl AtomicBroadcast for AtomicBroadcastService {
                     return;
                 };
                 let service = service.clone();
-                let handle = tokio::spawn(async move { service.broadcast_one(envelope).await });
+                let peer = peer.clone();
+                let handle =
+                    tokio::spawn(async move { service.broadcast_logged(envelope, &peer).await });
                 if pending_tx.send(handle).await.is_err() {
                     return;
                 }
@@ -332,6 +351,7 @@ impl AtomicBroadcast for AtomicBroadcastService {
         &self,
         request: tonic::Request<tonic::Streaming<Envelope>>,
     ) -> Result<tonic::Response<Self::DeliverStream>, tonic::Status> {
+        let peer = peer_of(&request);
         let mut requests = request.into_inner();
         let service = self.clone();
         let (out, responses) = mpsc::channel(16);
@@ -342,7 +362,14 @@ impl AtomicBroadcast for AtomicBroadcastService {
                 };
                 let keep_going = match service.admit_deliver(&envelope) {
                     Ok((channel, seek)) => service.serve_seek(&channel, seek, &out).await,
-                    Err(rejection) => out.send(Ok(deliver_status(rejection.status))).await.is_ok(),
+                    Err(rejection) => {
+                        service.refusals.refusal(
+                            "deliver",
+                            &peer,
+                            &format!("{}: {}", rejection.status.as_str_name(), rejection.info),
+                        );
+                        out.send(Ok(deliver_status(rejection.status))).await.is_ok()
+                    }
                 };
                 if !keep_going {
                     return;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use channel::block_hash::header_bytes;
 use channel::genesis::{config_from_pb, config_to_pb, parse_join_block};
-use channel::{BatchConfig, ChainTip, ChannelCommand, Ledger, genesis_block};
+use channel::{BatchConfig, ChainTip, ChannelCommand, ChannelPolicies, Ledger, genesis_block};
 use proto::common::{
     Block, LastConfig, Metadata, MetadataSignature, OrdererBlockMetadata, SignatureHeader,
 };
@@ -181,8 +181,42 @@ fn decode_tip(bytes: &[u8]) -> Result<(ChainTip, BatchConfig), String> {
     ))
 }
 
+/// The policies in a stored channel's genesis block. A block stored before Synod read
+/// policies may carry some it cannot use: the channel then keeps the defaults it ran
+/// with until now, and the log says so.
+fn stored_policies(store: &Store, name: &str) -> Result<ChannelPolicies, StoreError> {
+    let Some(block) = store.get(Table::Blocks, &block_key(name, 0))? else {
+        return Err(StoreError::Corrupt {
+            path: store.path().to_path_buf(),
+            what: format!("channel {name} has no genesis block"),
+        });
+    };
+    Ok(match parse_join_block(&block) {
+        Ok(joined) => joined.policies,
+        Err(why) => {
+            crate::log_line!(
+                "channel {name}: the policies of its genesis block cannot be used ({why}); \
+                 applying the default ones: {}",
+                describe(&ChannelPolicies::default())
+            );
+            ChannelPolicies::default()
+        }
+    })
+}
+
+/// `Readers one of ..., Writers one of ..., Admins one of ...`.
+fn describe(policies: &ChannelPolicies) -> String {
+    channel::PolicyName::ALL
+        .iter()
+        .map(|name| format!("{name} {}", policies.get(*name)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 struct Hosted {
     ledger: Ledger,
+    /// From its genesis block, for the services' checks.
+    policies: Arc<ChannelPolicies>,
     /// Pending envelopes as stored (keys `0..persisted_pending`).
     persisted_pending: u32,
     /// Lowest pending index changed by the write being prepared, if any.
@@ -266,10 +300,12 @@ impl ChannelHost {
                     index += 1;
                 }
                 let ledger = Ledger::new(name.clone(), config, tip, pending);
+                let policies = Arc::new(stored_policies(&store, &name)?);
                 channels.insert(
                     name,
                     Hosted {
                         ledger,
+                        policies,
                         persisted_pending: index,
                         first_unsealed: None,
                         tip_unsealed: false,
@@ -287,6 +323,7 @@ impl ChannelHost {
             directory.publish(
                 name,
                 *hosted.ledger.batch_config(),
+                &hosted.policies,
                 hosted.ledger.tip().height,
             );
         }
@@ -324,7 +361,8 @@ impl ChannelHost {
 
     fn create(&mut self, name: &str, config: BatchConfig, write: &mut WriteSet) {
         let (block, tip) = genesis_block(name, &config);
-        self.start_chain(name, config, tip, block.encode_to_vec(), write);
+        let policies = ChannelPolicies::default();
+        self.start_chain(name, config, policies, tip, block.encode_to_vec(), write);
     }
 
     /// Starts `name` from an operator's genesis block, stored exactly as given so that
@@ -336,7 +374,8 @@ impl ChannelHost {
         }
         match parse_join_block(block) {
             Ok(joined) if joined.channel_id == name => {
-                self.start_chain(name, joined.config, joined.tip, block.to_vec(), write);
+                let (config, policies, tip) = (joined.config, joined.policies, joined.tip);
+                self.start_chain(name, config, policies, tip, block.to_vec(), write);
             }
             _ => self.stats.refused_joins += 1,
         }
@@ -346,6 +385,7 @@ impl ChannelHost {
         &mut self,
         name: &str,
         config: BatchConfig,
+        policies: ChannelPolicies,
         tip: ChainTip,
         block: Vec<u8>,
         write: &mut WriteSet,
@@ -363,6 +403,7 @@ impl ChannelHost {
             name.to_string(),
             Hosted {
                 ledger: Ledger::new(name.to_string(), config, tip, Vec::new()),
+                policies: Arc::new(policies),
                 persisted_pending: 0,
                 first_unsealed: None,
                 tip_unsealed: false,
@@ -606,8 +647,12 @@ impl Application for ChannelHost {
         self.removed_in_write.clear();
         for (name, height) in self.new_heights.drain(..) {
             if let Some(hosted) = self.channels.get(&name) {
-                self.directory
-                    .publish(&name, *hosted.ledger.batch_config(), height);
+                self.directory.publish(
+                    &name,
+                    *hosted.ledger.batch_config(),
+                    &hosted.policies,
+                    height,
+                );
             }
         }
         for (name, tx_id, outcome) in self.outcomes.drain(..) {

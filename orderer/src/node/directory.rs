@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use channel::BatchConfig;
+use channel::{BatchConfig, ChannelPolicies};
 use tokio::sync::{oneshot, watch};
 
 /// What became of an envelope a Broadcast call is waiting for.
@@ -24,12 +24,15 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 pub struct ChannelView {
     pub batch: BatchConfig,
+    /// Who may read, write and administer it; shared, so a check costs no copy.
+    pub policies: Arc<ChannelPolicies>,
     /// Number of blocks; changes once they are durable.
     pub height: watch::Receiver<u64>,
 }
 
 struct Channel {
     batch: BatchConfig,
+    policies: Arc<ChannelPolicies>,
     height: watch::Sender<u64>,
 }
 
@@ -60,6 +63,7 @@ impl Directory {
         let channels = self.channels.read().expect("directory lock");
         channels.get(name).map(|c| ChannelView {
             batch: c.batch,
+            policies: c.policies.clone(),
             height: c.height.subscribe(),
         })
     }
@@ -72,8 +76,15 @@ impl Directory {
             .collect()
     }
 
-    /// Adds a channel or publishes its new height.
-    pub fn publish(&self, name: &str, batch: BatchConfig, height: u64) {
+    /// Adds a channel or publishes its new height (a known channel keeps its settings:
+    /// they change only with a new configuration, which Synod does not order yet).
+    pub fn publish(
+        &self,
+        name: &str,
+        batch: BatchConfig,
+        policies: &Arc<ChannelPolicies>,
+        height: u64,
+    ) {
         let mut channels = self.channels.write().expect("directory lock");
         match channels.get(name) {
             Some(channel) => {
@@ -85,6 +96,7 @@ impl Directory {
                     name.to_string(),
                     Channel {
                         batch,
+                        policies: policies.clone(),
                         height: sender,
                     },
                 );
@@ -170,10 +182,12 @@ mod tests {
     #[test]
     fn heights_are_published_to_subscribers() {
         let directory = Directory::new(1);
-        directory.publish("demo", BatchConfig::default(), 1);
+        let policies = Arc::new(ChannelPolicies::for_msp("Org1MSP"));
+        directory.publish("demo", BatchConfig::default(), &policies, 1);
         let view = directory.channel("demo").unwrap();
-        directory.publish("demo", BatchConfig::default(), 5);
+        directory.publish("demo", BatchConfig::default(), &policies, 5);
         assert_eq!(*view.height.borrow(), 5);
+        assert_eq!(*view.policies, ChannelPolicies::for_msp("Org1MSP"));
         assert_eq!(directory.channel_names(), vec![("demo".to_string(), 5)]);
         assert!(directory.channel("other").is_none());
     }
@@ -181,12 +195,13 @@ mod tests {
     #[test]
     fn adding_and_removing_channels_is_announced() {
         let directory = Directory::new(1);
+        let policies = Arc::new(ChannelPolicies::default());
         let mut changes = directory.subscribe_channel_set();
-        directory.publish("demo", BatchConfig::default(), 1);
+        directory.publish("demo", BatchConfig::default(), &policies, 1);
         assert!(changes.has_changed().unwrap());
         changes.mark_unchanged();
         let view = directory.channel("demo").unwrap();
-        directory.publish("demo", BatchConfig::default(), 2);
+        directory.publish("demo", BatchConfig::default(), &policies, 2);
         assert!(
             !changes.has_changed().unwrap(),
             "a new height is no new channel"

@@ -5,11 +5,15 @@
 
 use std::time::SystemTime;
 
-use ca::{Membership, Role, VerifiedIdentity, certificate_der, require_role};
+use ca::{Membership, VerifiedIdentity, certificate_der};
+use channel::PolicyName;
 use proto::common::{ChannelHeader, Envelope, HeaderType, Payload, SignatureHeader, Status};
 use proto::msp::SerializedIdentity;
 use proto::prost::Message as _;
 use sha2::{Digest, Sha256};
+
+use crate::node::access;
+use crate::node::directory::ChannelView;
 
 /// Why an envelope is refused, as Fabric reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,12 +107,17 @@ pub fn authenticate(
     Ok(identity)
 }
 
-/// Who may write to a channel: members in a client, peer or admin role. (Per-channel
-/// policies come with channel configuration updates.)
-pub const WRITER_ROLES: [Role; 3] = [Role::Client, Role::Peer, Role::Admin];
-
-/// Who may read a channel's blocks: any member, orderers included.
-pub const READER_ROLES: [Role; 4] = [Role::Client, Role::Peer, Role::Admin, Role::Orderer];
+/// Checks `identity` against policy `name` of `channel`: FORBIDDEN naming the policy,
+/// what it admits and the identity's MSP id and role.
+pub fn require_policy(
+    view: &ChannelView,
+    name: PolicyName,
+    channel: &str,
+    identity: &VerifiedIdentity,
+) -> Result<(), Rejection> {
+    access::check(&view.policies, name, channel, identity)
+        .map_err(|why| Rejection::new(Status::Forbidden, why))
+}
 
 /// An envelope accepted for ordering.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,13 +128,12 @@ pub struct Admitted {
 }
 
 /// The Broadcast checks, in order: size against the node's limit, structure, header
-/// type, channel, size against the channel's limit, creator and signature, Writers,
-/// transaction id. `channel_max_bytes` says whether the channel exists and its
-/// `AbsoluteMaxBytes`.
+/// type, channel, size against the channel's limit, creator and signature, the
+/// channel's Writers policy, transaction id. `channel` looks a channel up.
 pub fn admit_broadcast(
     bytes: &[u8],
     max_envelope_bytes: usize,
-    channel_max_bytes: impl Fn(&str) -> Option<usize>,
+    channel: impl Fn(&str) -> Option<ChannelView>,
     membership: &Membership,
     now: SystemTime,
 ) -> Result<Admitted, Rejection> {
@@ -155,12 +163,13 @@ pub fn admit_broadcast(
         }
     }
     let channel_id = parsed.channel_header.channel_id.clone();
-    let Some(limit) = channel_max_bytes(&channel_id) else {
+    let Some(view) = channel(&channel_id) else {
         return Err(Rejection::new(
             Status::NotFound,
             format!("channel {channel_id:?} does not exist"),
         ));
     };
+    let limit = view.batch.absolute_max_bytes as usize;
     if bytes.len() > limit {
         return Err(Rejection::new(
             Status::RequestEntityTooLarge,
@@ -171,12 +180,7 @@ pub fn admit_broadcast(
         ));
     }
     let identity = authenticate(&parsed, membership, now)?;
-    require_role(&identity, &WRITER_ROLES).map_err(|e| {
-        Rejection::new(
-            Status::Forbidden,
-            format!("Writers policy of {channel_id}: {e}"),
-        )
-    })?;
+    require_policy(&view, PolicyName::Writers, &channel_id, &identity)?;
     let expected = transaction_id(
         &parsed.signature_header.nonce,
         &parsed.signature_header.creator,

@@ -15,9 +15,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use ca::{Membership, Role, require_role};
-use channel::ChannelCommand;
+use ca::{Membership, Role, VerifiedIdentity, require_role};
 use channel::genesis::{MAX_JOIN_BLOCK_BYTES, parse_join_block, validate_channel_name};
+use channel::{ChannelCommand, PolicyName};
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -29,14 +29,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{RootCertStore, ServerConfig, version};
 
 use crate::core::{Command, Tag};
+use crate::log::Throttle;
+use crate::node::access;
 use crate::node::channels::{MAX_REMOVE_BYTES, block_key, block_purge_bytes, stored_tx_keys};
+use crate::node::client_tls::{self, HANDSHAKE_TIMEOUT};
 use crate::node::directory::Directory;
 use crate::node::runtime::{Input, offer};
 use crate::node::transport::TlsMaterial;
@@ -52,8 +50,6 @@ pub const CONFIG_BLOCK_FIELD: &str = "config-block";
 const CONSENSUS_RELATION: &str = "consenter";
 const STATUS_ACTIVE: &str = "active";
 
-/// A TLS handshake slower than this is given up: it holds a task and a socket.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection is closed after this long whatever it does, so that kept-alive
 /// connections cannot hold every connection slot.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
@@ -188,7 +184,12 @@ pub struct ParticipationApi {
     membership: Arc<RwLock<Membership>>,
     store: Arc<Store>,
     limits: ParticipationLimits,
+    /// Every refusal is logged with its reason, at most once a second per reason.
+    refusals: Arc<Throttle>,
 }
+
+/// How the API's log lines start.
+const LOG_SITE: &str = "participation API";
 
 impl ParticipationApi {
     pub fn new(
@@ -204,12 +205,13 @@ impl ParticipationApi {
             membership,
             store,
             limits,
+            refusals: Arc::new(Throttle::default()),
         }
     }
 
     /// The TLS client must be a current member in the admin role. Checked on every
     /// request, so that a revocation also ends kept-alive connections' rights.
-    fn authorize(&self, client_cert_der: &[u8]) -> Result<(), String> {
+    fn authorize(&self, client_cert_der: &[u8]) -> Result<VerifiedIdentity, String> {
         let membership = self.membership.read().expect("membership lock");
         let identity = membership
             .verify_tls_client(client_cert_der, SystemTime::now())
@@ -219,6 +221,23 @@ impl ParticipationApi {
                 "{} of {} may not manage channels: {e}",
                 identity.common_name, identity.msp_id
             )
+        })?;
+        Ok(identity)
+    }
+
+    /// Operations on one existing channel also need its Admins policy.
+    fn require_channel_admin(
+        &self,
+        name: &str,
+        identity: &VerifiedIdentity,
+        peer: SocketAddr,
+    ) -> Result<(), Reply> {
+        let Some(view) = self.directory.channel(name) else {
+            return Ok(());
+        };
+        access::check(&view.policies, PolicyName::Admins, name, identity).map_err(|reason| {
+            self.refusals.refusal(LOG_SITE, peer, &reason);
+            Reply::error(StatusCode::FORBIDDEN, reason)
         })
     }
 
@@ -228,10 +247,13 @@ impl ParticipationApi {
         client_cert_der: &[u8],
         peer: SocketAddr,
     ) -> Reply {
-        if let Err(reason) = self.authorize(client_cert_der) {
-            eprintln!("participation API: refused {peer}: {reason}");
-            return Reply::error(StatusCode::FORBIDDEN, reason);
-        }
+        let identity = match self.authorize(client_cert_der) {
+            Ok(identity) => identity,
+            Err(reason) => {
+                self.refusals.refusal(LOG_SITE, peer, &reason);
+                return Reply::error(StatusCode::FORBIDDEN, reason);
+            }
+        };
         let path = request.uri().path().to_string();
         let method = request.method().clone();
         let rest = match path.strip_prefix(CHANNELS_PATH) {
@@ -252,8 +274,8 @@ impl ParticipationApi {
                     format!("{method} is not allowed on {CHANNELS_PATH}"),
                 )
             },
-            (Some(name), Method::GET) => self.info(&name),
-            (Some(name), Method::DELETE) => self.remove(&name).await,
+            (Some(name), Method::GET) => self.info(&name, &identity, peer),
+            (Some(name), Method::DELETE) => self.remove(&name, &identity, peer).await,
             (Some(name), method) => Reply {
                 allow: Some("GET, DELETE"),
                 ..Reply::error(
@@ -295,9 +317,12 @@ impl ParticipationApi {
         })
     }
 
-    fn info(&self, name: &str) -> Reply {
+    fn info(&self, name: &str, identity: &VerifiedIdentity, peer: SocketAddr) -> Reply {
         if let Err(reason) = validate_channel_name(name) {
             return Reply::error(StatusCode::BAD_REQUEST, reason);
+        }
+        if let Err(reply) = self.require_channel_admin(name, identity, peer) {
+            return reply;
         }
         match self.channel_info(name) {
             Some(info) => Reply::json(StatusCode::OK, &info),
@@ -405,9 +430,12 @@ impl ParticipationApi {
             })
     }
 
-    async fn remove(&self, name: &str) -> Reply {
+    async fn remove(&self, name: &str, identity: &VerifiedIdentity, peer: SocketAddr) -> Reply {
         if let Err(reason) = validate_channel_name(name) {
             return Reply::error(StatusCode::BAD_REQUEST, reason);
+        }
+        if let Err(reply) = self.require_channel_admin(name, identity, peer) {
+            return reply;
         }
         let Some(view) = self.directory.channel(name) else {
             return Reply::error(
@@ -576,18 +604,21 @@ impl ParticipationApi {
         peer: SocketAddr,
         acceptor: TlsAcceptor,
     ) {
+        let refused = |reason: &str| self.refusals.refusal(LOG_SITE, peer, reason);
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
             Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                eprintln!("participation API: TLS handshake with {peer} failed: {e}");
-                return;
+            Ok(Err(e)) => return refused(&format!("TLS handshake failed: {e}")),
+            Err(_) => {
+                return refused(&format!(
+                    "TLS handshake not done within {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                ));
             }
-            Err(_) => return,
         };
         let client_cert: Arc<[u8]> = match tls.get_ref().1.peer_certificates() {
             Some([first, ..]) => Arc::from(first.as_ref()),
             // The verifier requires a certificate; without one there is nobody to serve.
-            _ => return,
+            _ => return refused("no client certificate"),
         };
         let limits = self.limits.clone();
         let api = self;
@@ -716,32 +747,10 @@ fn part_name(headers: &str) -> Option<String> {
     })
 }
 
-/// The server side of the API's TLS: this node's TLS identity; TLS 1.3 or 1.2 (admin
-/// tools are not all recent); a client certificate chained to the node's TLS CA is
-/// required before any request is read.
+/// The server side of the API's TLS: this node's TLS identity, TLS 1.3 or 1.2, and a
+/// client certificate chained to the node's TLS CA before any request is read.
 pub fn acceptor(material: &TlsMaterial) -> Result<TlsAcceptor, String> {
-    let provider: Arc<CryptoProvider> = Arc::new(ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(material.ca_pem.as_bytes()) {
-        let ca = ca.map_err(|e| format!("CA certificate: {e}"))?;
-        roots.add(ca).map_err(|e| format!("CA certificate: {e}"))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| format!("client verifier: {e}"))?;
-    let chain = CertificateDer::pem_slice_iter(material.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes())
-        .map_err(|e| format!("private key: {e}"))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&version::TLS13, &version::TLS12])
-        .map_err(|e| format!("protocol versions: {e}"))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("certificate and key: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    client_tls::acceptor(material, &[b"http/1.1"])
 }
 
 /// Accepts connections on `listener` until the task is aborted; aborting it also ends

@@ -10,22 +10,28 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ca::Membership;
+use notary_adapter::{CheckConfig, NodeSigner};
 use proto::msp::SerializedIdentity;
 use proto::orderer::atomic_broadcast_server::AtomicBroadcastServer;
 use proto::prost::Message as _;
+use proto::synod::notary::notary_server::NotaryServer;
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::core::{Config, ReplicaId};
+use crate::node::applications::Applications;
 use crate::node::atomic_broadcast::{AtomicBroadcastService, ServiceLimits};
 use crate::node::channels::{BlockSigner, ChannelHost};
+use crate::node::client_tls;
 use crate::node::directory::Directory;
+use crate::node::notary::{NotaryHost, NotaryWaiters};
+use crate::node::notary_service::NotaryService;
 use crate::node::runtime::{INBOX_CAPACITY, Input, Runtime, StateTransferLink};
 use crate::node::state_transfer::{rejoin_horizons, spawn_fetcher};
 use crate::node::transport::{
-    self, HorizonCell, PeerEndpoint, StateSource, TlsMaterial, TransportConfig, TransportHandle,
+    self, HorizonCell, PeerEndpoint, ReplicaMembership, StateSource, TlsMaterial, TransportConfig,
+    TransportHandle, TransportStats,
 };
 use crate::storage::Store;
 
@@ -55,6 +61,26 @@ pub struct NodeConfig {
     pub trusted_msps: Vec<TrustedMsp>,
     #[serde(default)]
     pub consensus: ConsensusTuning,
+    /// The Corda-style notary service; a node without this section serves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notary: Option<NotaryConfig>,
+}
+
+/// The notary listener and how it answers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NotaryConfig {
+    /// gRPC `synod.notary.Notary` listener (mutual TLS).
+    pub listen: SocketAddr,
+    /// The notary's name: requests naming another notary are refused.
+    pub name: String,
+    /// Sign the successes of one write with one Merkle root rather than one signature
+    /// each.
+    #[serde(default = "batch_signing_default")]
+    pub batch_signing: bool,
+}
+
+fn batch_signing_default() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -204,6 +230,8 @@ pub struct RunningNode {
     pub replica_addr: SocketAddr,
     pub client_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Where the notary listens, if this node serves one.
+    pub notary_addr: Option<SocketAddr>,
     pub directory: Arc<Directory>,
     pub store: Arc<Store>,
     inbox: SyncSender<Input>,
@@ -211,6 +239,8 @@ pub struct RunningNode {
     transport: Option<TransportHandle>,
     server: tokio::task::JoinHandle<()>,
     admin: tokio::task::JoinHandle<()>,
+    notary: Option<tokio::task::JoinHandle<()>>,
+    notary_waiters: Arc<NotaryWaiters>,
     reloader: tokio::task::JoinHandle<()>,
 }
 
@@ -219,10 +249,19 @@ impl RunningNode {
         &self.inbox
     }
 
+    /// The replica transport's counters (refused connections among them).
+    pub fn transport_stats(&self) -> Option<TransportStats> {
+        self.transport.as_ref().map(TransportHandle::stats)
+    }
+
     pub async fn stop(mut self) {
         self.reloader.abort();
         self.server.abort();
         self.admin.abort();
+        if let Some(notary) = &self.notary {
+            notary.abort();
+        }
+        self.notary_waiters.close();
         if let Some(transport) = self.transport.take() {
             transport.shutdown().await;
         }
@@ -270,8 +309,27 @@ pub async fn start_node(
             .map_err(|e| NodeError(format!("store {}: {e}", config.data_dir.display())))?,
     );
     let directory = Arc::new(Directory::new(100_000));
-    let host = ChannelHost::load(store.clone(), directory.clone(), Some(signer))
+    let channels = ChannelHost::load(store.clone(), directory.clone(), Some(signer))
         .map_err(|e| NodeError(format!("channels: {e}")))?;
+    let notary_waiters = Arc::new(NotaryWaiters::new(100_000));
+    let notary_signer = match &config.notary {
+        Some(_) => Some(
+            NodeSigner::new(
+                read(&config.signing.cert, "signing certificate")?.as_bytes(),
+                &read(&config.signing.key, "signing key")?,
+            )
+            .map_err(|e| NodeError(format!("notary signing identity: {e}")))?,
+        ),
+        None => None,
+    };
+    let notary = NotaryHost::load(
+        store.clone(),
+        notary_waiters.clone(),
+        notary_signer,
+        config.notary.as_ref().is_none_or(|n| n.batch_signing),
+    )
+    .map_err(|e| NodeError(format!("notary: {e}")))?;
+    let host = Applications { channels, notary };
     let (inbox, receiver) = sync_channel(INBOX_CAPACITY);
 
     let peers = config
@@ -283,8 +341,13 @@ pub async fn start_node(
             tls_name: p.tls_name.clone(),
         })
         .collect();
-    let transport_config =
+    let mut transport_config =
         TransportConfig::new(config.id, config.replica_listen, peers, tls.clone(), &core);
+    // Replicas are orderers of this node's own organisation, checked against the CRLs too.
+    transport_config.members = Some(ReplicaMembership {
+        membership: membership.clone(),
+        msp_id: config.signing.msp_id.clone(),
+    });
     let replica_listener = match replica_listener {
         Some(listener) => listener,
         None => std::net::TcpListener::bind(config.replica_listen)
@@ -376,13 +439,11 @@ pub async fn start_node(
         store.clone(),
         ServiceLimits::default(),
     );
-    let incoming = nodelay_incoming(client_listener);
-    let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-        .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+    // TLS is ours rather than tonic's, so that refused handshakes are logged.
+    let client_acceptor =
+        client_tls::acceptor(&tls, &[b"h2"]).map_err(|e| NodeError(format!("client TLS: {e}")))?;
+    let incoming = client_tls::incoming(client_listener, client_acceptor, "AtomicBroadcast");
     let server = tonic::transport::Server::builder()
-        .tls_config(tls_config)
-        .map_err(|e| NodeError(format!("client TLS: {e}")))?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(
             AtomicBroadcastServer::new(service)
@@ -393,6 +454,23 @@ pub async fn start_node(
             eprintln!("AtomicBroadcast server stopped: {e}");
         }
     });
+    let (notary_addr, notary) = match &config.notary {
+        Some(notary) => {
+            let (addr, task) = start_notary(
+                notary,
+                None,
+                &tls,
+                NotaryService::new(
+                    inbox.clone(),
+                    notary_waiters.clone(),
+                    reloaded.clone(),
+                    CheckConfig::new(notary.name.clone()),
+                ),
+            )?;
+            (Some(addr), Some(task))
+        }
+        None => (None, None),
+    };
     let reloader = tokio::spawn(reload_membership(reloaded, MEMBERSHIP_RELOAD_INTERVAL));
     Ok(RunningNode {
         replica_addr,
@@ -406,7 +484,40 @@ pub async fn start_node(
         reloader,
         admin_addr,
         admin,
+        notary_addr,
+        notary,
+        notary_waiters,
     })
+}
+
+/// Serves `synod.notary.Notary` with mutual TLS on `listener` (or `config.listen`).
+fn start_notary(
+    config: &NotaryConfig,
+    listener: Option<std::net::TcpListener>,
+    tls: &TlsMaterial,
+    service: NotaryService,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), NodeError> {
+    let fail = |e: std::io::Error| NodeError(format!("notary listener {}: {e}", config.listen));
+    let listener = match listener {
+        Some(listener) => listener,
+        None => std::net::TcpListener::bind(config.listen).map_err(fail)?,
+    };
+    let addr = listener.local_addr().map_err(fail)?;
+    listener.set_nonblocking(true).map_err(fail)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(fail)?;
+    let acceptor =
+        client_tls::acceptor(tls, &[b"h2"]).map_err(|e| NodeError(format!("notary TLS: {e}")))?;
+    let incoming = client_tls::incoming(listener, acceptor, "notary");
+    let max_request_bytes = CheckConfig::new("").max_request_bytes;
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(NotaryServer::new(service).max_decoding_message_size(max_request_bytes));
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.serve_with_incoming(incoming).await {
+            crate::log_line!("notary server stopped: {e}");
+        }
+    });
+    Ok((addr, task))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! and serves `Replica.Exchange`, handing what peers send to the consensus loop.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,7 +22,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::tls::{HANDSHAKE_TIMEOUT, Identities};
-use super::{Shared, StreamTasks, bump, stopped};
+use super::{LOG_SITE, Shared, StreamTasks, bump, stopped};
 use crate::core::ReplicaId;
 
 /// Handshakes in progress at once; connections beyond are closed unanswered, so a flood
@@ -113,9 +114,14 @@ async fn accept_loop(
             _ = stopped(&mut shutdown) => return,
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
+                Ok((tcp, address)) => {
                     if handshakes.len() >= MAX_HANDSHAKES {
                         bump(&shared.stats.refused_handshakes, 1);
+                        shared.refusals.refusal(
+                            LOG_SITE,
+                            address,
+                            &format!("{MAX_HANDSHAKES} TLS handshakes are already in progress"),
+                        );
                         continue;
                     }
                     // Replica messages are small and latency-bound; Nagle would hold
@@ -123,6 +129,7 @@ async fn accept_loop(
                     let _ = tcp.set_nodelay(true);
                     handshakes.spawn(handshake(
                         tcp,
+                        address,
                         acceptor.clone(),
                         identities.clone(),
                         shared.clone(),
@@ -135,32 +142,53 @@ async fn accept_loop(
     }
 }
 
+/// Authenticates one connection: the TLS handshake (a client certificate chained to the
+/// CA), then the replica its certificate names, then, if configured, that replica's
+/// membership. Anything else is closed before a request is read, and logged.
 async fn handshake(
     tcp: TcpStream,
+    address: SocketAddr,
     acceptor: TlsAcceptor,
     identities: Arc<Identities>,
     shared: Arc<Shared>,
     connections: mpsc::Sender<io::Result<PeerStream>>,
 ) {
+    let refused = |reason: &str| shared.refusals.refusal(LOG_SITE, address, reason);
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(_)) | Err(_) => {
+        Ok(Err(e)) => {
             bump(&shared.stats.refused_handshakes, 1);
-            return;
+            return refused(&format!("TLS handshake failed: {e}"));
+        }
+        Err(_) => {
+            bump(&shared.stats.refused_handshakes, 1);
+            return refused(&format!(
+                "TLS handshake not done within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ));
         }
     };
-    let peer = tls
+    let Some(leaf) = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| identities.identify(leaf));
-    let Some(replica) = peer else {
+    else {
+        bump(&shared.stats.refused_handshakes, 1);
+        return refused("no client certificate");
+    };
+    let Some(replica) = identities.identify(leaf) else {
         // Trusted CA, but not a replica of this configuration: close before any
         // request is read.
         bump(&shared.stats.refused_identity, 1);
-        return;
+        return refused("the certificate names no replica of this cluster");
     };
+    if let Some(members) = &shared.members {
+        if let Err(why) = members.admit(leaf) {
+            bump(&shared.stats.refused_identity, 1);
+            return refused(&format!("certificate naming replica {replica}: {why}"));
+        }
+    }
     let _ = connections
         .send(Ok(PeerStream {
             tls,

@@ -10,11 +10,13 @@
 //! only if its `from` is the replica that the connection's client certificate names, so
 //! one compromised or misconfigured replica cannot speak for another.
 
+mod admission;
 mod inbound;
 mod outbound;
 mod state;
 mod tls;
 
+pub use admission::ReplicaMembership;
 pub use state::{HorizonCell, PeerClients, SNAPSHOT_CHUNK_BYTES, StateSource};
 
 use std::fmt;
@@ -31,6 +33,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::codec::message_from_pb;
 use crate::core::types::MAX_REPLICAS;
 use crate::core::{Config, Message, ReplicaId};
+use crate::log::Throttle;
 use crate::node::runtime::{Input, Transport, offer};
 
 /// Room for a frame's own encoding around the largest message the core produces.
@@ -81,6 +84,10 @@ pub struct TransportConfig {
     pub queue_messages: usize,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// If set, a connecting replica's certificate must also belong to a current member
+    /// of this MSP in the orderer role (not revoked); without it, a certificate from
+    /// the TLS CA that names a peer is enough.
+    pub members: Option<ReplicaMembership>,
 }
 
 impl TransportConfig {
@@ -101,6 +108,7 @@ impl TransportConfig {
             queue_messages: 4_096,
             reconnect_min_ms: 50,
             reconnect_max_ms: 5_000,
+            members: None,
         }
     }
 
@@ -202,8 +210,9 @@ pub struct TransportStats {
     pub received: u64,
     /// Received but the consensus loop's inbox was full.
     pub dropped_inbox_full: u64,
-    /// Connections whose certificate names no configured peer, and messages whose
-    /// `from` is not the replica their connection's certificate names.
+    /// Connections whose certificate names no configured peer or belongs to no
+    /// current replica member, and messages whose `from` is not the replica their
+    /// connection's certificate names.
     pub refused_identity: u64,
     /// Connections that failed the TLS handshake: no client certificate, one the CA did
     /// not issue, or too slow.
@@ -251,12 +260,20 @@ impl Counters {
     }
 }
 
+/// How the transport's log lines start.
+const LOG_SITE: &str = "replica transport";
+
 /// What every task of one transport shares.
 struct Shared {
     stats: Counters,
     inbox: SyncSender<Input>,
     /// Served to peers for state transfer; `None` serves none (tests of the transport).
     state: Option<StateSource>,
+    /// Checked after the TLS handshake, if set.
+    members: Option<ReplicaMembership>,
+    /// Refusals are logged with their reason and the peer's address, at most once a
+    /// second per reason: anyone who can reach the port can make them.
+    refusals: Throttle,
 }
 
 impl Shared {
@@ -266,7 +283,14 @@ impl Shared {
         for message in frame.messages {
             match message_from_pb(message) {
                 Err(_) => bump(&self.stats.decode_errors, 1),
-                Ok(message) if message.from != peer => bump(&self.stats.refused_identity, 1),
+                Ok(message) if message.from != peer => {
+                    bump(&self.stats.refused_identity, 1);
+                    self.refusals.refusal(
+                        LOG_SITE,
+                        format!("a message from replica {peer}"),
+                        &format!("it claims to come from replica {}", message.from),
+                    );
+                }
                 Ok(message) => {
                     if offer(&self.inbox, Input::Peer(message)) {
                         bump(&self.stats.received, 1);
@@ -440,6 +464,8 @@ pub async fn start_serving(
         stats: Counters::default(),
         inbox,
         state,
+        members: config.members.clone(),
+        refusals: Throttle::default(),
     });
     let (shutdown, watcher) = watch::channel(false);
     let streams = StreamTasks::default();
