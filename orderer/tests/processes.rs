@@ -584,3 +584,170 @@ fn a_revoked_client_is_refused_without_a_restart() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Notary requests through three processes while one is killed with SIGKILL and
+/// restarted: no state is ever notarised to two different transactions, and every node
+/// answers a conflicting spend of a notarised state with the winner's hash.
+#[test]
+fn notarised_states_stay_with_one_transaction_across_a_kill() {
+    use notary_adapter::{StateRef, TimeWindow, TxId, ValidatedRequest};
+    use orderer::notary_client::Caller;
+    use proto::synod::notary as pb;
+    use sha2::{Digest, Sha256};
+
+    let dir: PathBuf = tempfile::tempdir().unwrap().keep();
+    let dir_arg = dir.to_str().unwrap().to_string();
+    drop(spawn(&["dev", "--dir", &dir_arg], "client identity"));
+    let mut nodes: Vec<Option<Process>> =
+        (0..REPLICAS).map(|id| Some(start_node(&dir, id))).collect();
+    let addresses: Vec<String> = (0..REPLICAS)
+        .map(|id| {
+            let config = NodeConfig::load(&dir.join(format!("orderer{id}/orderer.toml"))).unwrap();
+            config.notary.unwrap().listen.to_string()
+        })
+        .collect();
+    let hash = |label: &str, n: u64| -> [u8; 32] {
+        Sha256::new()
+            .chain_update(label.as_bytes())
+            .chain_update(n.to_be_bytes())
+            .finalize()
+            .into()
+    };
+    // Transaction n spends pair n / 3: three contenders per pair, on three nodes.
+    let request = |n: u64| {
+        ValidatedRequest::new(
+            TxId(hash("kill-tx", n)),
+            vec![
+                StateRef::new(hash("kill-state", n / 3), 0),
+                StateRef::new(hash("kill-state", n / 3), 1),
+            ],
+            Vec::new(),
+            TimeWindow::default(),
+        )
+        .unwrap()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let send = |node: usize, numbers: Vec<u64>| {
+        let caller = Caller::from_msp_dir(&dir.join("client"), "localhost").unwrap();
+        let address = addresses[node].clone();
+        let requests: Vec<_> = numbers
+            .iter()
+            .map(|n| {
+                caller
+                    .request(&request(*n), orderer::dev::NOTARY_NAME)
+                    .unwrap()
+            })
+            .collect();
+        async move {
+            let Ok(mut client) = caller.connect(&address).await else {
+                return Vec::new();
+            };
+            let Ok(responses) = client.notarise_stream(tokio_stream::iter(requests)).await else {
+                return Vec::new();
+            };
+            let mut responses = responses.into_inner();
+            let mut answers = Vec::new();
+            while let Ok(Some(response)) = responses.message().await {
+                answers.push(response);
+            }
+            answers
+        }
+    };
+    let signed = |r: &pb::NotariseResponse| {
+        matches!(r.result, Some(pb::notarise_response::Result::Signed(_)))
+    };
+    let numbers: std::collections::HashMap<Vec<u8>, u64> = (0..9_000u64)
+        .map(|n| (hash("kill-tx", n).to_vec(), n))
+        .collect();
+    let mut winners: std::collections::HashMap<u64, Vec<Vec<u8>>> = Default::default();
+    let mut record = |answers: Vec<pb::NotariseResponse>| {
+        for answer in answers.iter().filter(|a| signed(a)) {
+            let n = numbers[&answer.tx_id];
+            let entry = winners.entry(n / 3).or_default();
+            if !entry.contains(&answer.tx_id) {
+                entry.push(answer.tx_id.clone());
+            }
+        }
+    };
+    // Every node gets one contender of each pair, at once; node 2 is killed meanwhile.
+    let round = |first_pair: u64, pairs: u64, nodes_up: &[usize]| {
+        runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for &node in nodes_up {
+                let numbers: Vec<u64> = (first_pair..first_pair + pairs)
+                    .map(|pair| pair * 3 + node as u64)
+                    .collect();
+                tasks.spawn(send(node, numbers));
+            }
+            let mut all = Vec::new();
+            while let Some(done) = tasks.join_next().await {
+                all.extend(done.unwrap());
+            }
+            all
+        })
+    };
+    let killer = std::thread::spawn({
+        let process = nodes[2].take();
+        move || {
+            std::thread::sleep(Duration::from_millis(400));
+            drop(process);
+        }
+    });
+    record(round(0, 2_000, &[0, 1, 2]));
+    killer.join().unwrap();
+    record(round(2_000, 500, &[0, 1]));
+    nodes[2] = Some(start_node(&dir, 2));
+    record(round(2_500, 500, &[0, 1, 2]));
+
+    for (pair, txs) in &winners {
+        assert_eq!(
+            txs.len(),
+            1,
+            "pair {pair} notarised to {} transactions",
+            txs.len()
+        );
+    }
+    assert!(
+        winners.len() > 1_000,
+        "only {} pairs notarised",
+        winners.len()
+    );
+    // Every node, asked to spend a notarised pair again with a new transaction,
+    // answers with the winner's hash.
+    let sample: Vec<(u64, Vec<u8>)> = winners
+        .iter()
+        .take(50)
+        .map(|(pair, txs)| (*pair, txs[0].clone()))
+        .collect();
+    runtime.block_on(async {
+        for node in 0..REPLICAS {
+            let caller = Caller::from_msp_dir(&dir.join("client"), "localhost").unwrap();
+            let mut client = caller.connect(&addresses[node]).await.unwrap();
+            for (pair, winner) in &sample {
+                let late = ValidatedRequest::new(
+                    TxId(hash("late-tx", pair * 10 + node as u64)),
+                    vec![StateRef::new(hash("kill-state", *pair), 0)],
+                    Vec::new(),
+                    TimeWindow::default(),
+                )
+                .unwrap();
+                let signed_request = caller.request(&late, orderer::dev::NOTARY_NAME).unwrap();
+                let answer = client.notarise(signed_request).await.unwrap().into_inner();
+                let Some(pb::notarise_response::Result::Error(pb::Error {
+                    kind: Some(pb::error::Kind::Conflict(conflict)),
+                })) = answer.result
+                else {
+                    panic!("node {node}: pair {pair} spent again: {answer:?}");
+                };
+                let winner_hash: [u8; 32] = Sha256::digest(winner).into();
+                assert_eq!(conflict.entries[0].consuming_tx_hash, winner_hash.to_vec());
+            }
+        }
+    });
+    println!(
+        "notary across a kill: {} pairs notarised, each to exactly one transaction on every node",
+        winners.len()
+    );
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
