@@ -70,6 +70,60 @@ impl Caller {
     }
 }
 
+/// Notarises `request` with `wanted` signatures of distinct nodes (f + 1 for a caller
+/// that trusts no single node): asks the nodes in turn until `wanted` of them signed,
+/// and returns one answer carrying all their signatures (`verify_response` with
+/// `signatures_wanted = wanted` checks it). A refusal (conflict, invalid request) is
+/// returned as soon as a node gives one: every node decides the same.
+pub async fn notarise_with_signatures(
+    caller: &Caller,
+    addresses: &[String],
+    request: &ValidatedRequest,
+    notary_name: &str,
+    wanted: usize,
+) -> Result<pb::NotariseResponse, String> {
+    let signed = caller.request(request, notary_name)?;
+    let mut signatures = Vec::new();
+    let mut problems = Vec::new();
+    for address in addresses {
+        if signatures.len() >= wanted {
+            break;
+        }
+        let mut client = match caller.connect(address).await {
+            Ok(client) => client,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let response = match client.notarise(signed.clone()).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                problems.push(format!("{address}: {}", status.message()));
+                continue;
+            }
+        };
+        match response.result {
+            Some(pb::notarise_response::Result::Signed(node)) => signatures.extend(node.signatures),
+            Some(pb::notarise_response::Result::Error(pb::Error {
+                kind: Some(pb::error::Kind::Unavailable(why)),
+            })) => problems.push(format!("{address}: unavailable: {}", why.reason)),
+            _ => return Ok(response),
+        }
+    }
+    if signatures.len() < wanted {
+        return Err(format!(
+            "{} of {wanted} signatures gathered: {}",
+            signatures.len(),
+            problems.join("; ")
+        ));
+    }
+    Ok(notary_adapter::wire::signed_response(
+        request.tx_id(),
+        signatures,
+    ))
+}
+
 /// Parses `HASH:INDEX` (64 hex digits, a colon, an output index).
 pub fn parse_state_ref(text: &str) -> Result<StateRef, String> {
     let (hash, index) = text

@@ -1,112 +1,29 @@
 //! The notary hosted by a three-node cluster (`orderer dev`, in process, real mutual TLS
 //! and RocksDB): double-spend races from callers on different nodes, idempotent
-//! retries, time windows, a node restarted under load, and signatures that verify.
-//! Throughput and latency are printed, not asserted.
+//! retries, f + 1 signatures, time windows, and a node restarted under load, with
+//! signatures that verify.
+
+mod notary_support;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use notary_adapter::{StateRef, TimeWindow, TxId, ValidatedRequest};
 use proto::synod::notary as pb;
-use sha2::{Digest, Sha256};
 
+use notary_support::*;
 use orderer::dev::{self, NOTARY_NAME};
 use orderer::notary_client::{Caller, verify_by_membership};
 
-fn hash(label: &str, n: u64) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(label.as_bytes())
-        .chain_update(n.to_be_bytes())
-        .finalize()
-        .into()
-}
-
-fn tx(label: &str, n: u64) -> TxId {
-    TxId(hash(label, n))
-}
-
-fn spend(tx_id: TxId, inputs: Vec<StateRef>, window: TimeWindow) -> ValidatedRequest {
-    ValidatedRequest::new(tx_id, inputs, Vec::new(), window).unwrap()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn is_success(response: &pb::NotariseResponse) -> bool {
-    matches!(
-        response.result,
-        Some(pb::notarise_response::Result::Signed(_))
-    )
-}
-
-fn conflict(response: &pb::NotariseResponse) -> Option<&pb::Conflict> {
-    match &response.result {
-        Some(pb::notarise_response::Result::Error(pb::Error {
-            kind: Some(pb::error::Kind::Conflict(conflict)),
-        })) => Some(conflict),
-        _ => None,
-    }
-}
-
-fn membership(dir: &Path) -> ca::Membership {
-    ca::Membership::from_dirs([(dev::MSP_ID.to_string(), dir.join("orderer0/msp"))]).unwrap()
-}
-
-async fn notarise(
-    caller: &Caller,
-    address: &str,
-    request: &ValidatedRequest,
-) -> pb::NotariseResponse {
-    let mut client = caller.connect(address).await.unwrap();
-    let signed = caller.request(request, NOTARY_NAME).unwrap();
-    client.notarise(signed).await.unwrap().into_inner()
-}
-
-/// Streams `requests` to the node at `address`; answers with their latencies.
-async fn notarise_stream(
-    caller: &Caller,
-    address: &str,
-    requests: Vec<ValidatedRequest>,
-) -> Vec<(pb::NotariseResponse, Duration)> {
-    let mut client = caller.connect(address).await.unwrap();
-    let mut sent = HashMap::new();
-    let mut signed = Vec::new();
-    for request in &requests {
-        sent.insert(request.tx_id().as_bytes().to_vec(), Instant::now());
-        signed.push(caller.request(request, NOTARY_NAME).unwrap());
-    }
-    let start = Instant::now();
-    for at in sent.values_mut() {
-        *at = start;
-    }
-    let mut responses = client
-        .notarise_stream(tokio_stream::iter(signed))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut answers = Vec::new();
-    // A stream to a node that stops ends early; its unanswered requests have no outcome.
-    while let Ok(Some(response)) = responses.message().await {
-        let latency = sent[&response.tx_id].elapsed();
-        answers.push((response, latency));
-    }
-    answers
-}
-
-fn percentile(latencies: &mut [Duration], p: f64) -> Duration {
-    latencies.sort();
-    latencies[((latencies.len() - 1) as f64 * p) as usize]
-}
+// The clusters below start with a channel: `dev::start` returns once every node has
+// applied its creation, so every node is ordering (and hears a majority) from then on.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn double_spends_retries_time_windows_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = dev::start(dir.path(), &[]).await.unwrap();
+    let cluster = dev::start(dir.path(), &[dev::DEMO_CHANNEL.to_string()])
+        .await
+        .unwrap();
     let addresses: Vec<String> = cluster
         .nodes
         .iter()
@@ -166,6 +83,31 @@ async fn double_spends_retries_time_windows_and_restarts() {
         );
         verify_by_membership(&retry, winner.tx_id(), &members).unwrap();
     }
+
+    // A caller that trusts no single node gathers f + 1 = 2 signatures.
+    let quorum = spend(
+        tx("quorum", 1),
+        vec![StateRef::new(hash("quorum-state", 1), 0)],
+        TimeWindow::default(),
+    );
+    let answer = orderer::notary_client::notarise_with_signatures(
+        &caller,
+        &addresses,
+        &quorum,
+        NOTARY_NAME,
+        2,
+    )
+    .await
+    .unwrap();
+    let trust = notary_adapter::NotaryTrust::Members {
+        membership: &members,
+        now: SystemTime::now(),
+    };
+    notary_adapter::verify_response(&answer, quorum.tx_id(), &trust, 2).unwrap();
+    assert!(
+        notary_adapter::verify_response(&answer, quorum.tx_id(), &trust, 3).is_err(),
+        "two signatures are not three"
+    );
 
     // Time windows against the log's agreed time: until is exclusive, from inclusive.
     let past = spend(
@@ -281,89 +223,4 @@ async fn double_spends_retries_time_windows_and_restarts() {
         percentile(&mut latencies, 0.99),
     );
     cluster.stop().await;
-}
-
-/// Streams `per_node` transactions spending two fresh states each to every node; all
-/// must succeed with valid signatures. Returns their latencies.
-async fn run_fresh_spends(
-    dir: &Path,
-    addresses: &[String],
-    members: &ca::Membership,
-    round: u64,
-    per_node: u64,
-) -> Vec<Duration> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (node, address) in addresses.iter().enumerate() {
-        let requests: Vec<ValidatedRequest> = (0..per_node)
-            .map(|i| {
-                let n = round * 10_000_000 + node as u64 * 1_000_000 + i;
-                spend(
-                    tx("bench", n),
-                    vec![
-                        StateRef::new(hash("bench-state", n), 0),
-                        StateRef::new(hash("bench-state", n), 1),
-                    ],
-                    TimeWindow::default(),
-                )
-            })
-            .collect();
-        let caller = Caller::from_msp_dir(&dev::client_dir(dir), "localhost").unwrap();
-        let address = address.clone();
-        tasks.spawn(async move { notarise_stream(&caller, &address, requests).await });
-    }
-    let mut latencies = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        for (response, latency) in done.unwrap() {
-            assert!(is_success(&response), "fresh states: {response:?}");
-            let tx_id = TxId::from_slice(&response.tx_id).unwrap();
-            verify_by_membership(&response, &tx_id, members).unwrap();
-            latencies.push(latency);
-        }
-    }
-    assert_eq!(latencies.len() as u64, 3 * per_node);
-    latencies
-}
-
-/// Three nodes, three callers streaming 1,000 transactions of two fresh inputs each:
-/// with one Merkle-root signature per write, then with one signature per transaction.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn throughput_with_and_without_batch_signing() {
-    let dir = tempfile::tempdir().unwrap();
-    for (round, batch_signing) in [(0u64, true), (1, false)] {
-        if round > 0 {
-            for id in 0..3 {
-                let path = dir.path().join(format!("orderer{id}/orderer.toml"));
-                let config = std::fs::read_to_string(&path).unwrap();
-                let changed = config.replace("batch_signing = true", "batch_signing = false");
-                assert_ne!(config, changed);
-                std::fs::write(&path, changed).unwrap();
-            }
-        }
-        let cluster = dev::start(dir.path(), &[]).await.unwrap();
-        let members = membership(dir.path());
-        let addresses: Vec<String> = cluster
-            .nodes
-            .iter()
-            .map(|n| n.notary_addr.unwrap().to_string())
-            .collect();
-        // A warm-up round first, so both measurements start from a running cluster.
-        run_fresh_spends(dir.path(), &addresses, &members, round * 2, 200).await;
-        let per_node = 1_000u64;
-        let started = Instant::now();
-        let mut latencies =
-            run_fresh_spends(dir.path(), &addresses, &members, round * 2 + 1, per_node).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        assert_eq!(latencies.len() as u64, 3 * per_node);
-        println!(
-            "notary, batch signing {}: {} notarisations (2 inputs each) through 3 nodes in {elapsed:.2} s \
-             ({:.0}/s); latency p50 {:?} p99 {:?} (streams of {} in flight)",
-            if batch_signing { "on" } else { "off" },
-            3 * per_node,
-            (3 * per_node) as f64 / elapsed,
-            percentile(&mut latencies, 0.5),
-            percentile(&mut latencies, 0.99),
-            orderer::node::notary_service::STREAM_WINDOW,
-        );
-        cluster.stop().await;
-    }
 }

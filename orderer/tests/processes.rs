@@ -720,9 +720,9 @@ fn notarised_states_stay_with_one_transaction_across_a_kill() {
         .map(|(pair, txs)| (*pair, txs[0].clone()))
         .collect();
     runtime.block_on(async {
-        for node in 0..REPLICAS {
+        for (node, address) in addresses.iter().enumerate() {
             let caller = Caller::from_msp_dir(&dir.join("client"), "localhost").unwrap();
-            let mut client = caller.connect(&addresses[node]).await.unwrap();
+            let mut client = caller.connect(address).await.unwrap();
             for (pair, winner) in &sample {
                 let late = ValidatedRequest::new(
                     TxId(hash("late-tx", pair * 10 + node as u64)),
