@@ -105,6 +105,7 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
                 listen: ports[3 * REPLICAS + id],
                 name: NOTARY_NAME.into(),
                 batch_signing: true,
+                callers: vec![format!("{MSP_ID}:client"), format!("{MSP_ID}:peer")],
             }),
         });
     }

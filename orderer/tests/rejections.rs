@@ -2,15 +2,16 @@
 //! from an unknown CA, self-signed, in the wrong role, of an MSP the channel's policies
 //! do not name, with a tampered signature, another member's certificate) against every
 //! port of a real three-node cluster (Broadcast, Deliver, the channel participation
-//! API, the replica port). Each attempt must be refused with the port's status, leave a
-//! log line naming the reason, and order nothing.
+//! API, the replica port, the notary). Each attempt must be refused with the port's
+//! status, leave a log line naming the reason, and order (or notarise) nothing.
 //!
 //! A port is a [`Port`] variant: how to attempt a case on it, and what its refusal of
-//! each case looks like. A new port (the notary's) is one more variant.
+//! each case looks like.
 
 mod rejections {
     pub mod cases;
     pub mod net;
+    pub mod notary;
     pub mod probe;
 }
 
@@ -18,10 +19,13 @@ use std::time::{Duration, Instant};
 
 use proto::common::Status;
 
+use notary_adapter::wire::describe_error;
 use orderer::log::Capture;
 use orderer::node::transport::TransportStats;
+use proto::synod::notary as pb;
 use rejections::cases::{self, Case, Credentials};
 use rejections::net::{CHANNEL, Net, signer};
+use rejections::notary::{self, Refusal};
 use rejections::probe::{self, Probe, TlsIdentity};
 
 /// Reasons logged by one port are logged at most once a second each; cases on one port
@@ -30,16 +34,18 @@ const CASE_SPACING: Duration = Duration::from_millis(1_100);
 /// How long a log line may take to appear after the client saw the refusal.
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
-/// The ways into a node. Adding one (the notary's listener) takes a variant here, an
-/// arm in `expected` (its refusal and log line per case) and one in `attempt` (how a
-/// case's credentials are presented: `Credentials::signer` signs requests), and a
-/// `run_port` in the test below.
+/// The ways into a node. Adding one takes a variant here, an arm in `expected` (its
+/// refusal and log line per case) and one in `attempt` (how a case's credentials are
+/// presented: `Credentials::signer` signs requests), and a `run_port` in the test below.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Port {
     Broadcast,
     Deliver,
     Admin,
     Replica,
+    /// `synod.notary.Notary`: the request's signer is the identity under test, over a
+    /// connection with a valid client's TLS identity.
+    Notary,
 }
 
 /// What a client saw of an attempt.
@@ -49,6 +55,10 @@ enum Outcome {
     Status(Status),
     /// The participation API answered with this HTTP status.
     Http(u16),
+    /// The notary answered with an error of this kind.
+    Notary(Refusal),
+    /// The notary signed: not a refusal.
+    Notarised,
     /// The TLS handshake failed, or the connection was closed before anything was
     /// served.
     Closed,
@@ -76,7 +86,8 @@ impl Counter {
 struct Expected {
     outcome: Outcome,
     counter: Option<Counter>,
-    /// Every one of these is in the log line.
+    /// Every one of these is in the log line; empty for an attempt that is served, which
+    /// must leave no refusal line.
     line: Vec<&'static str>,
 }
 
@@ -163,6 +174,70 @@ fn expected(port: Port, case: Case) -> Expected {
                 line: with(prefix, vec!["certificate naming replica 1", reason]),
             }
         }
+        Port::Notary => {
+            // The TLS layer lets every case through (a valid client's TLS identity): the
+            // notary's own checks of the request's signer refuse them.
+            let (refusal, reason) = match case {
+                Case::Expired => (
+                    Refusal::NotAMember,
+                    vec!["not a member: certificate expired at"],
+                ),
+                Case::NotYetValid => (
+                    Refusal::NotAMember,
+                    vec!["not a member: certificate is not valid before"],
+                ),
+                Case::Revoked => (
+                    Refusal::Revoked,
+                    vec!["revoked: certificate", "has been revoked"],
+                ),
+                Case::UnknownCa => (
+                    Refusal::NotAMember,
+                    vec![
+                        "not a member: issuer",
+                        "is not a trusted CA of any known MSP",
+                    ],
+                ),
+                Case::SelfSigned => (
+                    Refusal::NotAMember,
+                    vec!["not a member: self-signed certificate"],
+                ),
+                Case::WrongRole => (
+                    Refusal::WrongRole,
+                    vec!["role admin may not notarise (allowed: client, peer)"],
+                ),
+                // The notary's callers name only our organisation.
+                Case::WrongMsp => (
+                    Refusal::NotAMember,
+                    vec![
+                        "not a member: OtherMSP.client",
+                        "is not an allowed caller of this notary",
+                    ],
+                ),
+                Case::TamperedSignature | Case::AnotherMembersCertificate => (
+                    Refusal::RequestSignatureInvalid,
+                    vec!["request signature invalid: signature verification failed"],
+                ),
+            };
+            Expected {
+                outcome: Outcome::Notary(refusal),
+                counter: None,
+                line: with("notary: refused", reason),
+            }
+        }
+    }
+}
+
+/// What the notary answered, and a description for failure messages.
+fn notary_outcome(answer: Result<pb::NotariseResponse, String>) -> (Outcome, String) {
+    match answer {
+        Ok(response) => match (notary::answer(&response), &response.result) {
+            (Ok(()), _) => (Outcome::Notarised, "notarised".into()),
+            (Err(refusal), Some(pb::notarise_response::Result::Error(error))) => {
+                (Outcome::Notary(refusal), describe_error(error))
+            }
+            (Err(refusal), _) => (Outcome::Notary(refusal), format!("{response:?}")),
+        },
+        Err(why) => (Outcome::Closed, why),
     }
 }
 
@@ -174,12 +249,12 @@ struct Attempt {
     local: Option<String>,
 }
 
-async fn attempt(net: &Net, port: Port, credentials: &Credentials) -> Attempt {
+async fn attempt(net: &Net, port: Port, case: Case, credentials: &Credentials) -> Attempt {
     let ca_pem = net.ours.cert_pem().to_string();
     match port {
         Port::Broadcast => {
             let (status, info) = net
-                .broadcast(&credentials.signer, credentials.tamper_envelope)
+                .broadcast(&credentials.signer, credentials.tamper_signature)
                 .await;
             Attempt {
                 outcome: Outcome::Status(status),
@@ -189,7 +264,7 @@ async fn attempt(net: &Net, port: Port, credentials: &Credentials) -> Attempt {
         }
         Port::Deliver => {
             let (blocks, status) = net
-                .deliver(&credentials.signer, credentials.tamper_envelope)
+                .deliver(&credentials.signer, credentials.tamper_signature)
                 .await;
             Attempt {
                 outcome: Outcome::Status(status),
@@ -232,6 +307,23 @@ async fn attempt(net: &Net, port: Port, credentials: &Credentials) -> Attempt {
                 local: Some(local.to_string()),
             }
         }
+        Port::Notary => {
+            // Fresh states of this case's own, through node 2.
+            let label = format!("{case:?}");
+            let request = notary::request(
+                &credentials.notary_signer,
+                notary::tx(&label),
+                notary::states(&label),
+                credentials.tamper_signature,
+            );
+            let (local, answer) = net.notarise(2, request).await;
+            let (outcome, detail) = notary_outcome(answer);
+            Attempt {
+                outcome,
+                detail,
+                local: Some(local.to_string()),
+            }
+        }
     }
 }
 
@@ -263,13 +355,26 @@ async fn run_port(
         let expected = expected(port, *case);
         let stats_before = net.nodes[0].transport_stats().unwrap();
         let mark = capture.len();
-        let attempt = attempt(net, port, credentials).await;
+        let attempt = attempt(net, port, *case, credentials).await;
         let mut fail = |what: String| failures.push(format!("{port:?} × {case:?}: {what}"));
         if attempt.outcome != expected.outcome {
             fail(format!(
                 "expected {:?}, saw {:?} ({})",
                 expected.outcome, attempt.outcome, attempt.detail
             ));
+        }
+        if expected.line.is_empty() {
+            // Served: no refusal line names this attempt's address (the notary logs
+            // before it answers).
+            let local = attempt
+                .local
+                .as_deref()
+                .expect("a served port logs addresses");
+            let refused = capture.find(mark, &["refused", local]);
+            if !refused.is_empty() {
+                fail(format!("served, yet logged as refused: {refused:#?}"));
+            }
+            continue;
         }
         let mut line = expected.line.clone();
         if let Some(local) = &attempt.local {
@@ -309,6 +414,17 @@ async fn valid_members_are_served(net: &Net) {
     let replica = TlsIdentity::from_pem(&replica.tls.cert_pem, replica.tls.key_pem());
     let (_, served) = probe::h2(net.nodes[0].replica_addr, &ca_pem, Some(&replica)).await;
     assert_eq!(served, Probe::Served);
+    let tx = notary::tx("positive control");
+    let request = notary::request(&client, tx, notary::states("positive control"), false);
+    let (_, answer) = net.notarise(1, request).await;
+    let response = answer.unwrap();
+    let nodes: Vec<String> = net
+        .orderers
+        .iter()
+        .map(|orderer| orderer.signing.cert_pem.clone())
+        .collect();
+    orderer::notary_client::verify(&response, &tx, &nodes)
+        .unwrap_or_else(|e| panic!("the notary serves a client of ours: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -325,19 +441,42 @@ async fn every_bad_identity_is_refused_on_every_port_with_a_logged_reason() {
 
     // The ports side by side: their lines start differently, so no port's refusals
     // hold back another's in the once-a-second-per-reason log throttle.
-    let (broadcast, deliver, admin, replica) = tokio::join!(
+    let (broadcast, deliver, admin, replica, notary) = tokio::join!(
         run_port(&net, &capture, Port::Broadcast, &cases),
         run_port(&net, &capture, Port::Deliver, &cases),
         run_port(&net, &capture, Port::Admin, &cases),
         run_port(&net, &capture, Port::Replica, &cases),
+        run_port(&net, &capture, Port::Notary, &cases),
     );
-    let mut failures = [broadcast, deliver, admin, replica].concat();
+    let mut failures = [broadcast, deliver, admin, replica, notary].concat();
 
     // Claiming our MSP with the other organisation's certificate.
     let impostor = cases::claims_our_msp(&mut net);
     let (status, info) = net.broadcast(&impostor, false).await;
     if status != Status::Forbidden || !info.contains("claims MSP \"OrdererMSP\"") {
         failures.push(format!("impostor: {status:?} {info}"));
+    }
+
+    // Nothing was notarised: a valid client spends each case's states through another
+    // node. Those of a refused attempt are still unconsumed; those of the one the notary
+    // served are gone.
+    let client = signer(&net.client);
+    for (case, _) in &cases {
+        let label = format!("{case:?}");
+        let tx = notary::tx(&format!("a valid client after {label}"));
+        let request = notary::request(&client, tx, notary::states(&label), false);
+        let (_, answer) = net.notarise(0, request).await;
+        let (outcome, detail) = notary_outcome(answer);
+        let want = match expected(Port::Notary, *case).outcome {
+            Outcome::Notarised => Outcome::Notary(Refusal::Conflict),
+            _ => Outcome::Notarised,
+        };
+        if outcome != want {
+            failures.push(format!(
+                "Notary × {case:?}: a valid client spending the case's states: expected \
+                 {want:?}, saw {outcome:?} ({detail})"
+            ));
+        }
     }
 
     // Nothing was ordered, nothing removed: past a batch timeout, every node still
@@ -363,6 +502,10 @@ async fn every_listener_requires_a_client_certificate_from_a_trusted_ca() {
         ("AtomicBroadcast", node.client_addr),
         ("participation API", node.admin_addr),
         ("replica transport", node.replica_addr),
+        (
+            "notary",
+            node.notary_addr.expect("every node serves the notary"),
+        ),
     ];
     let mut failures = Vec::new();
     for (site, address) in listeners {

@@ -7,7 +7,8 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use ca::Membership;
+use ca::{Membership, Role};
+use channel::{ChannelPolicy, MspRole};
 use notary_adapter::{CheckConfig, TxId, check_request, wire};
 use proto::synod::notary as pb;
 use proto::synod::notary::notary_server::Notary;
@@ -17,6 +18,7 @@ use tokio_stream::{Stream, StreamExt};
 
 use crate::core::{Command, Tag};
 use crate::log::Throttle;
+use crate::node::access;
 use crate::node::notary::NotaryWaiters;
 use crate::node::runtime::{Input, offer};
 
@@ -32,6 +34,9 @@ pub struct NotaryService {
     waiters: Arc<NotaryWaiters>,
     membership: Arc<RwLock<Membership>>,
     check: Arc<CheckConfig>,
+    /// Who may notarise, beyond being a member: `None` lets every trusted MSP's
+    /// members in the check's roles.
+    callers: Option<Arc<ChannelPolicy>>,
     refusals: Arc<Throttle>,
 }
 
@@ -40,13 +45,28 @@ impl NotaryService {
         inbox: SyncSender<Input>,
         waiters: Arc<NotaryWaiters>,
         membership: Arc<RwLock<Membership>>,
-        check: CheckConfig,
+        mut check: CheckConfig,
+        callers: Option<ChannelPolicy>,
     ) -> NotaryService {
+        if let Some(callers) = &callers {
+            // The callers' roles are the roles the checks let through; the policy then
+            // decides per MSP.
+            check.allowed_roles = [Role::Client, Role::Peer, Role::Admin, Role::Orderer]
+                .into_iter()
+                .filter(|role| {
+                    callers
+                        .principals()
+                        .iter()
+                        .any(|p| p.role == MspRole::Member || p.role == access::msp_role(*role))
+                })
+                .collect();
+        }
         NotaryService {
             inbox,
             waiters,
             membership,
             check: Arc::new(check),
+            callers: callers.map(Arc::new),
             refusals: Arc::new(Throttle::default()),
         }
     }
@@ -74,6 +94,21 @@ impl NotaryService {
             Ok(checked) => checked,
             Err(e) => return wire::error_response(&request.tx_id, wire::check_error(&e)),
         };
+        if let Some(callers) = &self.callers {
+            let caller = &checked.caller;
+            if !callers.admits(&caller.msp_id, access::msp_role(caller.role)) {
+                let reason = format!(
+                    "{}.{} {:?} is not an allowed caller of this notary ({callers})",
+                    caller.msp_id, caller.role, caller.common_name
+                );
+                return wire::error_response(
+                    &request.tx_id,
+                    pb::Error {
+                        kind: Some(pb::error::Kind::NotAMember(pb::NotAMember { reason })),
+                    },
+                );
+            }
+        }
         let tx_id: TxId = *checked.request.tx_id();
         if !self.waiters.majority_reachable() {
             return unavailable(&tx_id, "no majority of orderers is reachable");

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use channel::{ChannelPolicy, Principal};
+
 use crate::core::{Config, ReplicaId};
 use crate::node::applications::Applications;
 use crate::node::atomic_broadcast::{AtomicBroadcastService, ServiceLimits};
@@ -77,6 +79,28 @@ pub struct NotaryConfig {
     /// each.
     #[serde(default = "batch_signing_default")]
     pub batch_signing: bool,
+    /// Who may notarise, as `MSPID:role` entries (role: member, admin, client, peer or
+    /// orderer). Empty: the clients and peers of every trusted MSP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<String>,
+}
+
+impl NotaryConfig {
+    /// The allowed callers as a policy; `None` for the default.
+    pub fn callers_policy(&self) -> Result<Option<ChannelPolicy>, NodeError> {
+        if self.callers.is_empty() {
+            return Ok(None);
+        }
+        let principals = self
+            .callers
+            .iter()
+            .map(|text| {
+                text.parse::<Principal>()
+                    .map_err(|why| NodeError(format!("[notary] callers: {why}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(ChannelPolicy::any_of(principals)))
+    }
 }
 
 fn batch_signing_default() -> bool {
@@ -164,6 +188,9 @@ impl NodeConfig {
     pub fn parse(text: &str) -> Result<NodeConfig, NodeError> {
         let config: NodeConfig = toml::from_str(text).map_err(|e| NodeError(e.to_string()))?;
         config.core()?;
+        if let Some(notary) = &config.notary {
+            notary.callers_policy()?;
+        }
         Ok(config)
     }
 
@@ -465,6 +492,7 @@ pub async fn start_node(
                     notary_waiters.clone(),
                     reloaded.clone(),
                     CheckConfig::new(notary.name.clone()),
+                    notary.callers_policy()?,
                 ),
             )?;
             (Some(addr), Some(task))

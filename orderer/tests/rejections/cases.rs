@@ -1,6 +1,7 @@
-//! The bad identities, one kind per case, in the three forms the ports take them: a
-//! signing identity for envelopes (Broadcast, Deliver), an admin's TLS identity (the
-//! participation API) and a TLS identity naming replica 1 (the replica port).
+//! The bad identities, one kind per case, in the forms the ports take them: a signing
+//! identity for envelopes (Broadcast, Deliver), one for notary requests (the notary), an
+//! admin's TLS identity (the participation API) and a TLS identity naming replica 1 (the
+//! replica port).
 
 use std::time::{Duration, SystemTime};
 
@@ -47,8 +48,11 @@ impl Case {
 #[derive(Clone)]
 pub struct Credentials {
     pub signer: Signer,
-    /// The envelope's signature is corrupted after signing.
-    pub tamper_envelope: bool,
+    /// Signs notary requests: `signer`, except where the notary allows `signer`'s role
+    /// (clients and peers may notarise).
+    pub notary_signer: Signer,
+    /// The signature of the envelope or notary request is corrupted after signing.
+    pub tamper_signature: bool,
     pub admin_tls: TlsIdentity,
     pub replica_tls: TlsIdentity,
 }
@@ -98,7 +102,8 @@ fn issue(ca: &mut CertificateAuthority, tag: &str, options: IssueOptions) -> Iss
 fn credentials(issued: &Issued) -> Credentials {
     Credentials {
         signer: signer(&issued.client),
-        tamper_envelope: false,
+        notary_signer: signer(&issued.client),
+        tamper_signature: false,
         admin_tls: tls(&issued.admin),
         replica_tls: tls(&issued.replica),
     }
@@ -170,21 +175,25 @@ pub fn prepare(net: &mut Net) -> Vec<(Case, Credentials)> {
                     self_signed(Role::Admin, "self-admin", true, Vec::new());
                 let (replica_cert, replica_key) =
                     self_signed(Role::Orderer, REPLICA_NAME, true, replica_sans());
+                let signer = Signer {
+                    msp_id: OURS.into(),
+                    cert_pem: cert,
+                    key_pem: key,
+                };
                 Credentials {
-                    signer: Signer {
-                        msp_id: OURS.into(),
-                        cert_pem: cert,
-                        key_pem: key,
-                    },
-                    tamper_envelope: false,
+                    notary_signer: signer.clone(),
+                    signer,
+                    tamper_signature: false,
                     admin_tls: TlsIdentity::from_pem(&admin_cert, &admin_key),
                     replica_tls: TlsIdentity::from_pem(&replica_cert, &replica_key),
                 }
             }
             Case::WrongRole => {
-                // A peer may neither write nor read this channel; a client may not use
-                // the admin API nor pass for a replica, whatever name it carries.
+                // A peer may neither write nor read this channel; an admin may not
+                // notarise; a client may not use the admin API nor pass for a replica,
+                // whatever name it carries.
                 let peer = net.ours.issue(Role::Peer, "a-peer", &[], 30).unwrap();
+                let admin = net.ours.issue(Role::Admin, "an-admin", &[], 30).unwrap();
                 let client = net.ours.issue(Role::Client, "a-client", &[], 30).unwrap();
                 let named = net
                     .ours
@@ -192,7 +201,8 @@ pub fn prepare(net: &mut Net) -> Vec<(Case, Credentials)> {
                     .unwrap();
                 Credentials {
                     signer: signer(&peer),
-                    tamper_envelope: false,
+                    notary_signer: signer(&admin),
+                    tamper_signature: false,
                     admin_tls: tls(&client),
                     replica_tls: tls(&named),
                 }
@@ -205,7 +215,8 @@ pub fn prepare(net: &mut Net) -> Vec<(Case, Credentials)> {
                     .unwrap();
                 Credentials {
                     signer: signer(&net.client),
-                    tamper_envelope: true,
+                    notary_signer: signer(&net.client),
+                    tamper_signature: true,
                     admin_tls: tampered_tls(&net.admin),
                     replica_tls: tampered_tls(&replica),
                 }
@@ -220,8 +231,9 @@ pub fn prepare(net: &mut Net) -> Vec<(Case, Credentials)> {
                     ..tls(victim)
                 };
                 Credentials {
+                    notary_signer: stolen.clone(),
                     signer: stolen,
-                    tamper_envelope: false,
+                    tamper_signature: false,
                     admin_tls: with_key(&net.admin),
                     replica_tls: with_key(&net.orderers[1]),
                 }

@@ -1,5 +1,6 @@
 //! A three-node cluster of real nodes (`start_node`: every listener with mutual TLS)
-//! trusting two organisations, with one channel whose policies name only the first.
+//! trusting two organisations, with one channel whose policies name only the first, and
+//! a notary on every node.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -11,14 +12,18 @@ use channel::{BatchConfig, ChannelPolicies, ChannelPolicy, MspRole, Principal};
 use proto::common::{HeaderType, Status};
 use proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use proto::prost::Message as _;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use proto::synod::notary as pb;
+use proto::synod::notary::notary_client::NotaryClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use orderer::admin_client::{AdminClient, AdminTls};
 use orderer::client::Signer;
 use orderer::node::server::{
-    ConsensusTuning, NodeConfig, PeerConfig, RunningNode, SigningPaths, TlsPaths, TrustedMsp,
-    start_node,
+    ConsensusTuning, NodeConfig, NotaryConfig, PeerConfig, RunningNode, SigningPaths, TlsPaths,
+    TrustedMsp, start_node,
 };
+
+use super::notary::{NOTARY_NAME, OnceConnector};
 
 /// The organisation of the orderers, and the only one the channel's policies name.
 pub const OURS: &str = "OrdererMSP";
@@ -67,9 +72,12 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-fn config(dir: &Path, id: usize, addresses: &[(SocketAddr, SocketAddr, SocketAddr)]) -> NodeConfig {
+/// A node's listeners: replica, client (AtomicBroadcast), admin, notary.
+type Addresses = (SocketAddr, SocketAddr, SocketAddr, SocketAddr);
+
+fn config(dir: &Path, id: usize, addresses: &[Addresses]) -> NodeConfig {
     let home = dir.join(format!("orderer{id}"));
-    let (replica, client, admin) = addresses[id];
+    let (replica, client, admin, notary) = addresses[id];
     NodeConfig {
         id: id as u8,
         replicas: REPLICAS,
@@ -108,8 +116,15 @@ fn config(dir: &Path, id: usize, addresses: &[(SocketAddr, SocketAddr, SocketAdd
             },
         ],
         consensus: ConsensusTuning::default(),
-        // The matrix has no notary row yet.
-        notary: None,
+        // Its callers are checked against both organisations: the notary has no
+        // channel policies.
+        notary: Some(NotaryConfig {
+            listen: notary,
+            name: NOTARY_NAME.into(),
+            batch_signing: true,
+            // Like the channel's policies, the notary names only our organisation.
+            callers: vec![format!("{OURS}:client"), format!("{OURS}:peer")],
+        }),
     }
 }
 
@@ -139,7 +154,7 @@ impl Net {
         let admin = ours.issue(Role::Admin, "admin", &[], 30).unwrap();
 
         let addresses: Vec<_> = (0..REPLICAS)
-            .map(|_| (free_port(), free_port(), free_port()))
+            .map(|_| (free_port(), free_port(), free_port(), free_port()))
             .collect();
         // Started together: a node with empty storage waits to hear from every peer.
         let starting: Vec<_> = (0..REPLICAS)
@@ -188,8 +203,22 @@ impl Net {
             },
         )
         .unwrap();
-        let answer = admin.join(&block).await.unwrap();
-        assert_eq!(answer.status, 201, "{}", answer.error_text());
+        // The nodes may not reach one another yet: the API answers 503 without
+        // ordering anything. Posting the same block again is safe (200 once a join
+        // answered 503 took effect after all).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut retried = false;
+        loop {
+            let answer = admin.join(&block).await.unwrap();
+            if answer.status == 503 && Instant::now() < deadline {
+                retried = true;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let joined = answer.status == 201 || (retried && answer.status == 200);
+            assert!(joined, "{}: {}", answer.status, answer.error_text());
+            break;
+        }
         self.wait_for_height(1).await;
     }
 
@@ -282,6 +311,41 @@ impl Net {
         let mut client = self.broadcast_client(1).await;
         let (blocks, status) = orderer::client::deliver(&mut client, seek).await.unwrap();
         (blocks.len(), status)
+    }
+
+    /// Sends `request` to node `id`'s notary over TLS with the valid client's TLS
+    /// identity (the request carries the identity under test). Returns the local
+    /// address the connection came from, and the answer or why there was none.
+    pub async fn notarise(
+        &self,
+        id: usize,
+        request: pb::NotariseRequest,
+    ) -> (SocketAddr, Result<pb::NotariseResponse, String>) {
+        let server = self.nodes[id]
+            .notary_addr
+            .expect("every node serves the notary");
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.ours.cert_pem()))
+            .identity(Identity::from_pem(
+                &self.client.tls.cert_pem,
+                self.client.tls.key_pem(),
+            ))
+            .domain_name("localhost");
+        let endpoint = Endpoint::from_shared(format!("https://{server}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap();
+        let (connector, local) = OnceConnector::new(server);
+        let channel = match endpoint.connect_with_connector(connector).await {
+            Ok(channel) => channel,
+            Err(e) => return (local, Err(format!("connect: {e:?}"))),
+        };
+        let answer = NotaryClient::new(channel)
+            .notarise(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| format!("gRPC: {status}"));
+        (local, answer)
     }
 
     pub async fn stop(self) {
