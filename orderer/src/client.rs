@@ -119,6 +119,18 @@ pub async fn deliver(
     Ok((blocks, Status::Unknown))
 }
 
+/// Runs a command-line client's future on a single-threaded runtime; an error is a
+/// message for the user.
+pub fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(future)
+}
+
 fn now_timestamp() -> proto::prost_types::Timestamp {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -282,17 +282,7 @@ async fn run_channel_command(command: ChannelCommands) -> Result<Answer, String>
 /// Prints the answer as `osnadmin` does (status, then the JSON); fails on anything but
 /// a 2xx status, with the server's reason.
 fn channel(command: ChannelCommands) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let answer = match runtime.block_on(run_channel_command(command)) {
+    let answer = match orderer::client::block_on(run_channel_command(command)) {
         Ok(answer) => answer,
         Err(e) => {
             eprintln!("error: {e}");

@@ -64,17 +64,7 @@ pub enum NotaryCommands {
 }
 
 pub fn run(command: NotaryCommands) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(execute(command)) {
+    match crate::client::block_on(execute(command)) {
         Ok(message) => {
             println!("{message}");
             ExitCode::SUCCESS

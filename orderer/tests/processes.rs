@@ -426,17 +426,27 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
     runtime.block_on(client.wait_caught_up(&addresses[2], &addresses[0]));
 
     // Phase 3: load on the restarted node, which must catch up to serve it.
-    let work = CHANNELS
-        .iter()
-        .enumerate()
-        .map(|(c, channel)| (2, *channel, ids(9_000_000 + c as u64 * 100_000, 400)))
-        .collect();
-    let phase3 = runtime.block_on(load(&client, &addresses, work));
+    let all_ordered = |node: usize, first: u64, per_channel: u64, what: &str| {
+        let work = CHANNELS
+            .iter()
+            .enumerate()
+            .map(|(c, channel)| (node, *channel, ids(first + c as u64 * 100_000, per_channel)))
+            .collect();
+        let answers = runtime.block_on(load(&client, &addresses, work));
+        answers
+            .into_iter()
+            .map(|(channel, id, status, _, _)| {
+                assert_eq!(
+                    status,
+                    Status::Success,
+                    "{what} orders again ({channel} {id})"
+                );
+                (channel, id)
+            })
+            .collect::<Vec<_>>()
+    };
+    acknowledged.extend(all_ordered(2, 9_000_000, 400, "the restarted node"));
     let rejoin = restarted.elapsed();
-    for (channel, id, status, _, _) in phase3 {
-        assert_eq!(status, Status::Success, "the restarted node orders again");
-        acknowledged.push((channel, id));
-    }
     assert!(
         acknowledged.len() >= 10_000,
         "{} acknowledged",
@@ -450,21 +460,13 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
     let wiped = Instant::now();
     nodes[1] = Some(start_node(&dir, 1));
     runtime.block_on(client.wait_caught_up(&addresses[1], &addresses[0]));
-    let work = CHANNELS
-        .iter()
-        .enumerate()
-        .map(|(c, channel)| (1, *channel, ids(12_000_000 + c as u64 * 100_000, 100)))
-        .collect();
-    let phase4 = runtime.block_on(load(&client, &addresses, work));
+    acknowledged.extend(all_ordered(
+        1,
+        12_000_000,
+        100,
+        "the node that lost its data",
+    ));
     let blank_rejoin = wiped.elapsed();
-    for (channel, id, status, _, _) in phase4 {
-        assert_eq!(
-            status,
-            Status::Success,
-            "the node that lost its data orders again ({channel} {id})"
-        );
-        acknowledged.push((channel, id));
-    }
 
     runtime.block_on(async {
         for channel in CHANNELS {

@@ -705,6 +705,19 @@ impl Application for ChannelHost {
 mod tests {
     use super::*;
 
+    /// Applies `values` from `slot` on as one write, as the consensus loop would.
+    fn commit_values(store: &Store, host: &mut ChannelHost, slot: &mut Slot, values: Vec<Value>) {
+        let mut write = WriteSet::default();
+        for value in values {
+            host.apply(*slot, &value, &mut write);
+            *slot += 1;
+        }
+        host.seal(&mut write);
+        write.applied_upto = Some(*slot);
+        store.commit(write).unwrap();
+        host.committed();
+    }
+
     #[test]
     fn tips_round_trip_and_truncation_is_an_error() {
         let tip = ChainTip {
@@ -747,15 +760,7 @@ mod tests {
         };
         let mut slot = 0;
         let mut commit = |host: &mut ChannelHost, values: Vec<Value>| {
-            let mut write = WriteSet::default();
-            for value in values {
-                host.apply(slot, &value, &mut write);
-                slot += 1;
-            }
-            host.seal(&mut write);
-            write.applied_upto = Some(slot);
-            store.commit(write).unwrap();
-            host.committed();
+            commit_values(&store, host, &mut slot, values)
         };
         let create = Value::Batch(Arc::new(crate::core::Batch {
             time_ms: 0,
@@ -932,15 +937,7 @@ mod tests {
         host.max_remove_bytes = cost - 1;
         let mut slot = 0;
         let mut commit = |host: &mut ChannelHost, values: Vec<Value>| {
-            let mut write = WriteSet::default();
-            for value in values {
-                host.apply(slot, &value, &mut write);
-                slot += 1;
-            }
-            host.seal(&mut write);
-            write.applied_upto = Some(slot);
-            store.commit(write).unwrap();
-            host.committed();
+            commit_values(&store, host, &mut slot, values)
         };
         let remove = || on("demo", ChannelCommand::Remove);
         // In the write that ordered the envelopes, then from the store.
