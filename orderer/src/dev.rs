@@ -58,7 +58,7 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
     // Peers verify each other by name: the name is a SAN, next to the loopback ones.
     let sans = |name: &str| [name.to_string(), "localhost".into(), "127.0.0.1".into()];
     let mut ports = Vec::new();
-    for _ in 0..REPLICAS * 4 {
+    for _ in 0..REPLICAS * 5 {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(fail("cannot pick a free port"))?;
         ports.push(listener.local_addr().map_err(fail("local address"))?);
     }
@@ -85,6 +85,7 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
             replica_listen: ports[id],
             client_listen: ports[REPLICAS + id],
             admin_listen: ports[2 * REPLICAS + id],
+            operations_listen: Some(ports[4 * REPLICAS + id]),
             peers,
             tls: TlsPaths {
                 cert: home.join("tls/server.crt"),
@@ -238,6 +239,15 @@ impl DevCluster {
             out.push_str(&format!("    orderer{}: {}\n", config.id, node.admin_addr));
         }
         out.push_str(&format!("  list channels: {}\n", self.admin_command(0)));
+        out.push_str("  operations (plain HTTP):\n");
+        for (node, config) in self.nodes.iter().zip(&self.configs) {
+            if let Some(addr) = node.operations_addr {
+                out.push_str(&format!(
+                    "    orderer{}: http://{addr}/healthz\n",
+                    config.id
+                ));
+            }
+        }
         out.push_str(&format!(
             "  notary \"{NOTARY_NAME}\" (gRPC synod.notary.Notary, mutual TLS):\n"
         ));

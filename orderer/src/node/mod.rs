@@ -10,6 +10,7 @@ pub mod directory;
 pub mod envelope;
 pub mod notary;
 pub mod notary_service;
+pub mod operations;
 pub mod participation;
 pub mod runtime;
 pub mod server;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -29,6 +30,7 @@ use crate::node::client_tls;
 use crate::node::directory::Directory;
 use crate::node::notary::{NotaryHost, NotaryWaiters};
 use crate::node::notary_service::NotaryService;
+use crate::node::operations::{self, Health};
 use crate::node::runtime::{INBOX_CAPACITY, Input, Runtime, StateTransferLink};
 use crate::node::state_transfer::{rejoin_horizons, spawn_fetcher};
 use crate::node::transport::{
@@ -51,6 +53,9 @@ pub struct NodeConfig {
     /// Channel participation API listener (HTTPS, mutual TLS, admins only; Fabric's
     /// admin port is 7053).
     pub admin_listen: SocketAddr,
+    /// Operations endpoint (plain HTTP: `/healthz`, `/metrics`); none if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations_listen: Option<SocketAddr>,
     /// Every other replica.
     pub peers: Vec<PeerConfig>,
     /// This node's TLS identity and the CA its peers' and clients' TLS certificates
@@ -259,6 +264,8 @@ pub struct RunningNode {
     pub admin_addr: SocketAddr,
     /// Where the notary listens, if this node serves one.
     pub notary_addr: Option<SocketAddr>,
+    /// Where the operations endpoint listens, if configured.
+    pub operations_addr: Option<SocketAddr>,
     pub directory: Arc<Directory>,
     pub store: Arc<Store>,
     inbox: SyncSender<Input>,
@@ -268,6 +275,7 @@ pub struct RunningNode {
     admin: tokio::task::JoinHandle<()>,
     notary: Option<tokio::task::JoinHandle<()>>,
     notary_waiters: Arc<NotaryWaiters>,
+    operations: Option<tokio::task::JoinHandle<()>>,
     reloader: tokio::task::JoinHandle<()>,
 }
 
@@ -289,6 +297,9 @@ impl RunningNode {
             notary.abort();
         }
         self.notary_waiters.close();
+        if let Some(operations) = &self.operations {
+            operations.abort();
+        }
         if let Some(transport) = self.transport.take() {
             transport.shutdown().await;
         }
@@ -426,13 +437,16 @@ pub async fn start_node(
     )
     .map_err(|e| NodeError(format!("consensus loop: {e}")))?
     .with_state_transfer(StateTransferLink { horizon, fetcher });
+    let consensus_running = Arc::new(AtomicBool::new(true));
+    let running = consensus_running.clone();
     let runtime = std::thread::Builder::new()
         .name(format!("consensus-{}", config.id))
         .spawn(move || {
             if let Err(e) = runtime.run() {
                 // The node can no longer promise durability: stop ordering, loudly.
-                eprintln!("consensus loop stopped: {e}");
+                crate::log_line!("consensus loop stopped: {e}");
             }
+            running.store(false, Ordering::SeqCst);
         })
         .map_err(|e| NodeError(format!("cannot start the consensus thread: {e}")))?;
 
@@ -499,6 +513,20 @@ pub async fn start_node(
         }
         None => (None, None),
     };
+    let (operations_addr, operations) = match config.operations_listen {
+        Some(address) => {
+            let listener = std::net::TcpListener::bind(address)
+                .map_err(|e| NodeError(format!("operations listener {address}: {e}")))?;
+            let health = Health {
+                directory: directory.clone(),
+                consensus_running,
+            };
+            let (addr, task) = operations::start(listener, health)
+                .map_err(|e| NodeError(format!("operations endpoint: {e}")))?;
+            (Some(addr), Some(task))
+        }
+        None => (None, None),
+    };
     let reloader = tokio::spawn(reload_membership(reloaded, MEMBERSHIP_RELOAD_INTERVAL));
     Ok(RunningNode {
         replica_addr,
@@ -515,6 +543,8 @@ pub async fn start_node(
         notary_addr,
         notary,
         notary_waiters,
+        operations_addr,
+        operations,
     })
 }
 

@@ -79,6 +79,7 @@ fn config(dir: &Path, id: usize, addresses: &[Addresses]) -> NodeConfig {
     let home = dir.join(format!("orderer{id}"));
     let (replica, client, admin, notary) = addresses[id];
     NodeConfig {
+        operations_listen: None,
         id: id as u8,
         replicas: REPLICAS,
         data_dir: home.join("data"),
