@@ -24,6 +24,17 @@ use orderer::node::server::NodeConfig;
 
 const BIN: &str = env!("CARGO_BIN_EXE_orderer");
 
+/// The tests of this file each run a cluster of processes and measure it; on a small
+/// machine two at once starve each other's heartbeats. One at a time.
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next one may still run.
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 /// A child process killed when dropped, so a failing test leaves nothing behind.
 struct Process(Child);
 
@@ -319,6 +330,7 @@ fn ids(first: u64, count: u64) -> Vec<u64> {
 
 #[test]
 fn three_processes_survive_a_kill_and_agree_on_the_chains() {
+    let _cluster = one_cluster_at_a_time();
     let dir: PathBuf = tempfile::tempdir().unwrap().keep();
     let dir_arg = dir.to_str().unwrap().to_string();
     // `orderer dev` creates the cluster (CA, identities, configs, channels); then it is
@@ -540,6 +552,7 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
 /// without restarting them.
 #[test]
 fn a_revoked_client_is_refused_without_a_restart() {
+    let _cluster = one_cluster_at_a_time();
     let dir: PathBuf = tempfile::tempdir().unwrap().keep();
     let dir_arg = dir.to_str().unwrap().to_string();
     let _cluster = spawn(&["dev", "--dir", &dir_arg], "client identity");
@@ -592,6 +605,7 @@ fn a_revoked_client_is_refused_without_a_restart() {
 /// answers a conflicting spend of a notarised state with the winner's hash.
 #[test]
 fn notarised_states_stay_with_one_transaction_across_a_kill() {
+    let _cluster = one_cluster_at_a_time();
     use notary_adapter::{StateRef, TimeWindow, TxId, ValidatedRequest};
     use orderer::notary_client::Caller;
     use proto::synod::notary as pb;
