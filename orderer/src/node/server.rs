@@ -442,11 +442,12 @@ pub async fn start_node(
     let runtime = std::thread::Builder::new()
         .name(format!("consensus-{}", config.id))
         .spawn(move || {
+            // Cleared however the loop ends, a panic included.
+            let _running = ClearOnDrop(running);
             if let Err(e) = runtime.run() {
                 // The node can no longer promise durability: stop ordering, loudly.
                 crate::log_line!("consensus loop stopped: {e}");
             }
-            running.store(false, Ordering::SeqCst);
         })
         .map_err(|e| NodeError(format!("cannot start the consensus thread: {e}")))?;
 
@@ -546,6 +547,15 @@ pub async fn start_node(
         operations_addr,
         operations,
     })
+}
+
+/// Clears its flag when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Serves `synod.notary.Notary` with mutual TLS on `listener` (or `config.listen`).
