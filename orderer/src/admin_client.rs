@@ -278,7 +278,7 @@ pub fn multipart_form(field: &str, file_name: &str, content: &[u8]) -> (String, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::participation::form_field;
+    use crate::node::multipart::form_field;
 
     #[test]
     fn forms_read_back_and_endpoints_split() {

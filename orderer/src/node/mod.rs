@@ -8,6 +8,7 @@ pub mod channels;
 pub mod client_tls;
 pub mod directory;
 pub mod envelope;
+pub mod multipart;
 pub mod notary;
 pub mod notary_service;
 pub mod operations;
