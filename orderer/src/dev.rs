@@ -46,6 +46,47 @@ pub fn admin_dir(dir: &Path) -> PathBuf {
     dir.join("admin")
 }
 
+/// `count` distinct loopback ports free now, below the kernel's ephemeral range. Ports
+/// the kernel hands out for port 0 are ephemeral ones, which the nodes' own outgoing
+/// connections may take between this pick and their listeners' bind; ports below the
+/// range are never taken that way.
+fn free_loopback_ports(count: usize) -> Result<Vec<std::net::SocketAddr>, NodeError> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low = 10_000u16.min(ephemeral_start.saturating_sub(1_000));
+    let span = ephemeral_start.saturating_sub(low).max(1);
+    // Start somewhere different in each process, so concurrent clusters rarely probe
+    // the same ports first.
+    let offset = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        (hasher.finish() % u64::from(span)) as u16
+    };
+    // Held until all are picked, so that none is picked twice.
+    let mut held = Vec::new();
+    for step in 0..span {
+        if held.len() == count {
+            break;
+        }
+        let port = low + (offset + step) % span;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    if held.len() < count {
+        return Err(NodeError(format!(
+            "only {} free loopback ports below {ephemeral_start}, {count} needed",
+            held.len()
+        )));
+    }
+    held.iter()
+        .map(|l| l.local_addr().map_err(fail("local address")))
+        .collect()
+}
+
 /// Creates the CA, identities and configurations of a new cluster in `dir`, with
 /// listeners on free loopback ports (kept in the configurations for restarts).
 fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
@@ -57,11 +98,7 @@ fn create(dir: &Path) -> Result<Vec<NodeConfig>, NodeError> {
     ca.save(&dir.join("ca")).map_err(ca_error)?;
     // Peers verify each other by name: the name is a SAN, next to the loopback ones.
     let sans = |name: &str| [name.to_string(), "localhost".into(), "127.0.0.1".into()];
-    let mut ports = Vec::new();
-    for _ in 0..REPLICAS * 5 {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(fail("cannot pick a free port"))?;
-        ports.push(listener.local_addr().map_err(fail("local address"))?);
-    }
+    let ports = free_loopback_ports(REPLICAS * 5)?;
     let mut configs = Vec::new();
     for id in 0..REPLICAS {
         let name = format!("orderer{id}");
@@ -143,18 +180,19 @@ pub async fn start(dir: &Path, channels: &[String]) -> Result<DevCluster, NodeEr
     };
     // Started together: a node with empty storage waits to hear from its peers before
     // it votes, so starting one after the other would never get past the first.
-    let starting: Vec<_> = configs
-        .iter()
-        .cloned()
-        .map(|config| tokio::spawn(async move { start_node(&config, None, None).await }))
-        .collect();
-    let mut nodes = Vec::new();
-    for started in starting {
-        let node = started
-            .await
-            .map_err(|e| NodeError(format!("a node failed to start: {e}")))??;
-        nodes.push(node);
+    // The first failure ends the start: the others would wait for the failed node.
+    let mut starting = tokio::task::JoinSet::new();
+    for (index, config) in configs.iter().cloned().enumerate() {
+        starting.spawn(async move { (index, start_node(&config, None, None).await) });
     }
+    let mut started = Vec::new();
+    while let Some(done) = starting.join_next().await {
+        let (index, node) = done.map_err(|e| NodeError(format!("a node failed to start: {e}")))?;
+        let node = node.map_err(|NodeError(why)| NodeError(format!("orderer{index}: {why}")))?;
+        started.push((index, node));
+    }
+    started.sort_by_key(|(index, _)| *index);
+    let nodes = started.into_iter().map(|(_, node)| node).collect();
     let cluster = DevCluster {
         dir: dir.to_path_buf(),
         nodes,
