@@ -4,14 +4,13 @@
 //! node once the write is durable, signing the successes of one write with one Merkle
 //! root (batch signing) or one signature each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use notary_adapter::store::Put;
 use notary_adapter::{
-    KeyValueRead, NodeSigner, NotaryCommand, Outcome, Overlay, TxId, Uniqueness, ValidatedRequest,
-    wire,
+    KeyValueRead, NodeSigner, NotaryCommand, Outcome, TxId, Uniqueness, ValidatedRequest, wire,
 };
 use proto::synod::notary as pb;
 use tokio::sync::oneshot;
@@ -26,6 +25,23 @@ impl KeyValueRead for NotaryTable<'_> {
     type Error = StoreError;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.0.get(Table::Notary, key)
+    }
+}
+
+/// The notary table as the slots of the write being prepared see it: its puts so far
+/// over the stored table.
+struct WriteView<'a> {
+    unwritten: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+    table: NotaryTable<'a>,
+}
+
+impl KeyValueRead for WriteView<'_> {
+    type Error = StoreError;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.unwritten.get(key) {
+            Some(value) => Ok(Some(value.clone())),
+            None => self.table.get(key),
+        }
     }
 }
 
@@ -127,7 +143,7 @@ pub struct NotaryHost {
     signer: Option<NodeSigner>,
     batch_signing: bool,
     /// Notary puts of the write being prepared, visible to later slots of the write.
-    unwritten: Vec<Put>,
+    unwritten: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Outcomes of the write being prepared, answered once it is durable.
     outcomes: Vec<(TxId, Outcome)>,
     stats: NotaryStats,
@@ -147,7 +163,7 @@ impl NotaryHost {
             waiters,
             signer,
             batch_signing,
-            unwritten: Vec::new(),
+            unwritten: BTreeMap::new(),
             outcomes: Vec::new(),
             stats: NotaryStats::default(),
         })
@@ -169,19 +185,19 @@ impl NotaryHost {
             }
         }
         // Every batch moves the agreed time, notary requests or not, on every replica.
-        let mut view = Overlay::new(NotaryTable(&self.store));
-        view.record(&self.unwritten);
+        let view = WriteView {
+            unwritten: &self.unwritten,
+            table: NotaryTable(&self.store),
+        };
         let applied = match self.uniqueness.apply_batch(&view, batch.time_ms, &requests) {
             Ok(applied) => applied,
             // Answering from a guess would let replicas diverge: stop the node.
             Err(e) => panic!("notary index unreadable, the node stops: {e}"),
         };
-        for put in &applied.puts {
-            write
-                .puts
-                .push((Table::Notary, put.key.clone(), put.value.clone()));
+        for Put { key, value } in applied.puts {
+            write.puts.push((Table::Notary, key.clone(), value.clone()));
+            self.unwritten.insert(key, value);
         }
-        self.unwritten.extend(applied.puts);
         self.stats.requests += applied.outcomes.len() as u64;
         self.outcomes.extend(applied.outcomes);
     }
