@@ -81,6 +81,9 @@ fn start_node(dir: &Path, id: usize) -> Process {
 
 const CHANNELS: [&str; 3] = ["alpha", "beta", "gamma"];
 
+/// Times an envelope answered SERVICE_UNAVAILABLE is sent again.
+const BROADCAST_RETRIES: usize = 3;
+
 #[derive(Clone)]
 struct Client {
     signer: Signer,
@@ -128,35 +131,67 @@ impl Client {
         let mut client = self.connect(&address).await;
         let mut results = Vec::new();
         for chunk in ids.chunks(100) {
-            let envelopes: Vec<_> = chunk
-                .iter()
-                .map(|id| {
-                    self.signer
-                        .envelope(
-                            channel,
-                            HeaderType::EndorserTransaction,
-                            data(*id),
-                            nonce(*id),
-                        )
-                        .unwrap()
-                })
-                .collect();
             let sent = Instant::now();
-            let Ok(responses) = client.broadcast(tokio_stream::iter(envelopes)).await else {
-                continue;
-            };
-            let mut responses = responses.into_inner();
-            for id in chunk {
-                match responses.next().await {
-                    Some(Ok(response)) => {
-                        let status = Status::try_from(response.status).unwrap();
-                        results.push((channel, *id, status, sent, sent.elapsed()));
+            let mut pending: Vec<u64> = chunk.to_vec();
+            // SERVICE_UNAVAILABLE says "retry": a node that caught up by snapshot gives up
+            // on what it proposed before. A retry carries the same tx id, so an envelope
+            // ordered meanwhile is answered as a duplicate: ordered once, as the chains'
+            // check confirms.
+            for attempt in 0..=BROADCAST_RETRIES {
+                let mut retry = Vec::new();
+                for (id, status) in self.broadcast_once(&mut client, channel, &pending).await {
+                    let duplicate = attempt > 0 && status == Status::BadRequest;
+                    match status {
+                        Status::ServiceUnavailable if attempt < BROADCAST_RETRIES => retry.push(id),
+                        _ if duplicate => {
+                            results.push((channel, id, Status::Success, sent, sent.elapsed()))
+                        }
+                        _ => results.push((channel, id, status, sent, sent.elapsed())),
                     }
-                    _ => break,
                 }
+                if retry.is_empty() {
+                    break;
+                }
+                pending = retry;
             }
         }
         results
+    }
+
+    /// One Broadcast stream of envelopes `ids`; the status of each answered one.
+    async fn broadcast_once(
+        &self,
+        client: &mut AtomicBroadcastClient<Channel>,
+        channel: &'static str,
+        ids: &[u64],
+    ) -> Vec<(u64, Status)> {
+        let envelopes: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                self.signer
+                    .envelope(
+                        channel,
+                        HeaderType::EndorserTransaction,
+                        data(*id),
+                        nonce(*id),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let Ok(responses) = client.broadcast(tokio_stream::iter(envelopes)).await else {
+            return Vec::new();
+        };
+        let mut responses = responses.into_inner();
+        let mut answers = Vec::new();
+        for id in ids {
+            match responses.next().await {
+                Some(Ok(response)) => {
+                    answers.push((*id, Status::try_from(response.status).unwrap()))
+                }
+                _ => break,
+            }
+        }
+        answers
     }
 
     async fn chain(&self, address: &str, channel: &str) -> Vec<Block> {
