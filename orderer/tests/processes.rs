@@ -22,6 +22,8 @@ use orderer::client::Signer;
 use orderer::dev::{MSP_ID, REPLICAS};
 use orderer::node::server::NodeConfig;
 
+mod notary_support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_orderer");
 
 /// The tests of this file each run a cluster of processes and measure it; on a small
@@ -365,7 +367,7 @@ fn ids(first: u64, count: u64) -> Vec<u64> {
 
 #[test]
 fn three_processes_survive_a_kill_and_agree_on_the_chains() {
-    let _cluster = one_cluster_at_a_time();
+    let _serial = one_cluster_at_a_time();
     let dir: PathBuf = tempfile::tempdir().unwrap().keep();
     let dir_arg = dir.to_str().unwrap().to_string();
     // `orderer dev` creates the cluster (CA, identities, configs, channels); then it is
@@ -587,7 +589,7 @@ fn three_processes_survive_a_kill_and_agree_on_the_chains() {
 /// without restarting them.
 #[test]
 fn a_revoked_client_is_refused_without_a_restart() {
-    let _cluster = one_cluster_at_a_time();
+    let _serial = one_cluster_at_a_time();
     let dir: PathBuf = tempfile::tempdir().unwrap().keep();
     let dir_arg = dir.to_str().unwrap().to_string();
     let _cluster = spawn(&["dev", "--dir", &dir_arg], "client identity");
@@ -640,8 +642,9 @@ fn a_revoked_client_is_refused_without_a_restart() {
 /// answers a conflicting spend of a notarised state with the winner's hash.
 #[test]
 fn notarised_states_stay_with_one_transaction_across_a_kill() {
-    let _cluster = one_cluster_at_a_time();
+    let _serial = one_cluster_at_a_time();
     use notary_adapter::{StateRef, TimeWindow, TxId, ValidatedRequest};
+    use notary_support::hash;
     use orderer::notary_client::Caller;
     use proto::synod::notary as pb;
     use sha2::{Digest, Sha256};
@@ -657,13 +660,6 @@ fn notarised_states_stay_with_one_transaction_across_a_kill() {
             config.notary.unwrap().listen.to_string()
         })
         .collect();
-    let hash = |label: &str, n: u64| -> [u8; 32] {
-        Sha256::new()
-            .chain_update(label.as_bytes())
-            .chain_update(n.to_be_bytes())
-            .finalize()
-            .into()
-    };
     // Transaction n spends pair n / 3: three contenders per pair, on three nodes.
     let request = |n: u64| {
         ValidatedRequest::new(
